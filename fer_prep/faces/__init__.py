@@ -1,0 +1,111 @@
+"""Face backends behind one small contract: image → faces with box, score and 68 landmarks.
+
+Each backend lives in its own module and is imported only when chosen by name, so an optional
+dependency costs nothing until used (face-alignment's `detection/*` layout). A backend is built
+once per worker (`create_backend`) and then called for many images.
+
+Images are 8-bit numpy arrays, grey (H, W) or BGR (H, W, 3), as OpenCV reads them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fer_prep.registry import Registry
+
+#: backend name → "module:Class", imported on first use.
+BACKENDS: Registry[str] = Registry("face backend")
+BACKENDS.add("mediapipe", "fer_prep.faces.mediapipe:MediaPipeBackend")
+BACKENDS.add("dlib-hog", "fer_prep.faces.dlib:DlibHogBackend")
+BACKENDS.add("dlib-cnn", "fer_prep.faces.dlib:DlibCnnBackend")
+BACKENDS.add("emotion-fan", "fer_prep.faces.dlib:EmotionFanBackend")
+
+Box = tuple[float, float, float, float]
+"""x, y, width, height in pixels of the frame."""
+
+
+@dataclass
+class Face:
+    """One detected face in frame coordinates."""
+
+    box: Box
+    score: float
+    landmarks68: np.ndarray  # (68, 2) iBUG 300-W scheme
+    landmarks478: np.ndarray | None = None  # (478, 3) MediaPipe mesh, x/y in pixels
+    dlib5: np.ndarray | None = None  # (5, 2) dlib's 5-point predictor, when a backend runs it
+    detector: str = ""  # which detector (or cascade pass) found the face
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def area(self) -> float:
+        return self.box[2] * self.box[3]
+
+    @property
+    def landmarks5(self) -> np.ndarray:
+        """Eye centres, nose tip and mouth corners (insightface / MTCNN order), from the 68."""
+        return five_points(self.landmarks68)
+
+
+def five_points(lm68: np.ndarray) -> np.ndarray:
+    """(5, 2): image-left eye centre, image-right eye centre, nose tip, left and right mouth corner."""
+    lm68 = np.asarray(lm68, dtype=np.float64)
+    return np.stack(
+        [lm68[36:42].mean(0), lm68[42:48].mean(0), lm68[30], lm68[48], lm68[54]]
+    )
+
+
+class FaceBackend(ABC):
+    """Find faces and their landmarks. Subclasses load their models in `__init__`, once."""
+
+    name: str = ""
+
+    @abstractmethod
+    def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
+        """Face boxes with a score and the name of the detector that found each."""
+
+    @abstractmethod
+    def landmarks(self, image: np.ndarray, box: Box) -> Face:
+        """The face inside `box`, with its landmarks (for boxes given by a dataset, too)."""
+
+    @classmethod
+    @abstractmethod
+    def model_files(cls) -> list[Path]:
+        """The model files this backend reads, hashed into every stage record."""
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """Every face in the image, largest first."""
+        found = []
+        for box, score, detector in self.detect(image):
+            face = self.landmarks(image, box)
+            face.score, face.detector = score, detector
+            found.append(face)
+        return sorted(found, key=lambda f: -f.area)
+
+
+def backend_class(name: str) -> type[FaceBackend]:
+    """The class registered as `name`, imported now (and only now)."""
+    module, cls = BACKENDS.get(name).split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def create_backend(name: str) -> FaceBackend:
+    """Build the backend registered as `name` (its models loaded once, here)."""
+    return backend_class(name)()
+
+
+def list_backends() -> list[str]:
+    return BACKENDS.names()
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """An RGB copy of a grey or BGR image, contiguous, for dlib and MediaPipe."""
+    import cv2
+
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
