@@ -31,9 +31,13 @@ class MediaPipeBackend(FaceBackend):
     name = "mediapipe"
 
     def __init__(self, min_confidence: float = 0.5) -> None:
-        self.detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=min_confidence
-        )
+        # full range (faces down to ~1/10 of the frame) first; short range for faces that fill
+        # the frame (pre-cropped datasets), which the full-range model misses
+        self.detectors = [
+            (tag, mp.solutions.face_detection.FaceDetection(
+                model_selection=selection, min_detection_confidence=min_confidence))
+            for tag, selection in (("blazeface-full", 1), ("blazeface-short", 0))
+        ]
         self.mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True,
             min_detection_confidence=0.3,
@@ -50,12 +54,16 @@ class MediaPipeBackend(FaceBackend):
 
     def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
         h, w = image.shape[:2]
-        result = self.detector.process(to_rgb(image))
+        rgb = to_rgb(image)
+        for tag, detector in self.detectors:
+            detections = detector.process(rgb).detections or []
+            if detections:
+                break
         found = []
-        for det in result.detections or []:
+        for det in detections:
             rb = det.location_data.relative_bounding_box
             box = (rb.xmin * w, rb.ymin * h, rb.width * w, rb.height * h)
-            found.append((box, float(det.score[0]), "blazeface-full"))
+            found.append((box, float(det.score[0]), tag))
         return found
 
     def landmarks(self, image: np.ndarray, box: Box) -> Face:
