@@ -72,7 +72,7 @@ _ARCFACE = (
 
 @dataclass(frozen=True)
 class Template:
-    """Where chosen landmarks go in the unit square, and the chip size and padding it defaults to."""
+    """Where chosen landmarks go in the unit square, and the chip size and padding by default."""
 
     points: np.ndarray  # (N, 2) in the unit square, before padding
     source: Callable[[Face], np.ndarray]  # the face's N matching points in the frame

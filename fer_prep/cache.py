@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ def digest(obj: Any) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _file_hash(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
@@ -47,7 +47,7 @@ def file_hash(path: str | Path) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `path` (same suffix) to write; rename it into place on success."""
+    """Yield a temp sibling of `path` (same suffix) to write; renamed into place on success."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
     try:
@@ -96,7 +96,7 @@ def stage_fingerprint(
 
 
 def mark_downstream_stale(dataset_dir: Path, stage: str) -> list[str]:
-    """Flag every stage of this dataset whose inputs include `stage` as stale; return their names."""
+    """Flag every stage of this dataset that reads `stage` as stale; return their names."""
     flagged = []
     for record_path in sorted(dataset_dir.glob(f"*/{RECORD}")):
         record = read_record(record_path.parent)

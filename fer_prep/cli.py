@@ -17,7 +17,7 @@ def _example(text: str) -> str:
 
 def work_options(func):
     """--work / --jobs / --force, shared by every stage command."""
-    func = click.option("--force", is_flag=True, help="Redo the stage even if it is up to date.")(func)
+    func = click.option("--force", is_flag=True, help="Redo the stage even if up to date.")(func)
     func = click.option(
         "--jobs", "-j", type=int, default=0, show_default=True,
         help="Worker processes (0 = all cores).",
@@ -44,7 +44,7 @@ def align_options(func):
         click.option("--size", type=click.IntRange(16, 2048), help="Chip side in pixels [224]."),
         click.option("--padding", type=click.FloatRange(0, 2),
                      help="Margin around the template, dlib's convention [0.25]."),
-        click.option("--grey/--colour", "grey", default=None, help="Grey or colour chips [colour]."),
+        click.option("--grey/--colour", "grey", default=None, help="Grey or colour chips."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -71,7 +71,8 @@ class StageResult:
         by_status = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         verb = "unchanged, skipped" if self.skipped else f"{self.computed} computed"
         return (
-            f"{self.folder.parent.name} {self.folder.name}: {len(self.manifest)} rows ({by_status}); "
+            f"{self.folder.parent.name} {self.folder.name}: "
+            f"{len(self.manifest)} rows ({by_status}); "
             f"{verb}, {self.reused} reused, {self.seconds:.1f} s\n"
             f"  manifest: {self.folder / PARQUET} (+ manifest.csv)"
         )
@@ -150,11 +151,14 @@ def run_stage(
     record = read_record(folder)
     manifest_path = folder / PARQUET
 
-    if not force and record and record["fingerprint"] == fp and record["complete"]:
-        if record["input_fingerprint"] == input_fp and manifest_path.is_file():
-            manifest = read_manifest(folder)
-            if _outputs_exist(manifest, folder, spec.outputs):
-                return StageResult(folder, manifest, 0, 0, True, time.monotonic() - started)
+    up_to_date = (
+        not force and record and record["complete"] and record["fingerprint"] == fp
+        and record["input_fingerprint"] == input_fp and manifest_path.is_file()
+    )
+    if up_to_date:
+        manifest = read_manifest(folder)
+        if _outputs_exist(manifest, folder, spec.outputs):
+            return StageResult(folder, manifest, 0, 0, True, time.monotonic() - started)
 
     fresh = force or record is None or record["fingerprint"] != fp
     if fresh and folder.exists():

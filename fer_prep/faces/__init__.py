@@ -33,12 +33,13 @@ Box = tuple[float, float, float, float]
 class Face:
     """One detected face in frame coordinates."""
 
-    box: Box
+    box: Box  # the detector's box grown to hold every landmark (dlib's HOG box cuts the chin)
     score: float
     landmarks68: np.ndarray  # (68, 2) iBUG 300-W scheme
     landmarks478: np.ndarray | None = None  # (478, 3) MediaPipe mesh, x/y in pixels
     dlib5: np.ndarray | None = None  # (5, 2) dlib's 5-point predictor, when a backend runs it
     detector: str = ""  # which detector (or cascade pass) found the face
+    detector_box: Box | None = None  # the box exactly as the detector gave it
     extra: dict = field(default_factory=dict)
 
     @property
@@ -52,7 +53,7 @@ class Face:
 
 
 def five_points(lm68: np.ndarray) -> np.ndarray:
-    """(5, 2): image-left eye centre, image-right eye centre, nose tip, left and right mouth corner."""
+    """(5, 2): image-left and image-right eye centres, nose tip, left and right mouth corners."""
     lm68 = np.asarray(lm68, dtype=np.float64)
     return np.stack(
         [lm68[36:42].mean(0), lm68[42:48].mean(0), lm68[30], lm68[48], lm68[54]]
@@ -82,9 +83,17 @@ class FaceBackend(ABC):
         found = []
         for box, score, detector in self.detect(image):
             face = self.landmarks(image, box)
-            face.score, face.detector = score, detector
+            face.score, face.detector, face.detector_box = score, detector, box
+            face.box = enclosing_box(box, face.landmarks68)
             found.append(face)
         return sorted(found, key=lambda f: -f.area)
+
+
+def enclosing_box(box: Box, points: np.ndarray) -> Box:
+    """The smallest box holding both `box` and `points`."""
+    x0, y0 = np.minimum([box[0], box[1]], points[:, :2].min(0))
+    x1, y1 = np.maximum([box[0] + box[2], box[1] + box[3]], points[:, :2].max(0))
+    return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
 
 
 def backend_class(name: str) -> type[FaceBackend]:

@@ -1,4 +1,4 @@
-"""dlib backends: HOG, MMOD CNN, and Emotion-FAN's detection cascade; 68 points from dlib's predictor.
+"""dlib backends: HOG, MMOD CNN and Emotion-FAN's detection cascade; dlib's 68-point predictor.
 
 The model files come from the `face-recognition-models` package, located with importlib.resources
 (its own accessors need `pkg_resources`, which recent setuptools no longer ships).
@@ -17,7 +17,7 @@ from fer_prep.faces import Box, Face, FaceBackend, to_rgb
 
 
 def dlib_model(name: str) -> Path:
-    """Path of a model file shipped by `face-recognition-models`, e.g. `mmod_human_face_detector.dat`."""
+    """Path of a model file of `face-recognition-models`, e.g. `mmod_human_face_detector.dat`."""
     path = Path(str(files("face_recognition_models") / "models" / name))
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dlib model missing; reinstall face-recognition-models")
@@ -41,7 +41,8 @@ class _DlibBackend(FaceBackend):
     """Shared part: the 68-point predictor on a dlib rectangle."""
 
     def __init__(self) -> None:
-        self.predictor = dlib.shape_predictor(str(dlib_model("shape_predictor_68_face_landmarks.dat")))
+        path = dlib_model("shape_predictor_68_face_landmarks.dat")
+        self.predictor = dlib.shape_predictor(str(path))
 
     @classmethod
     def model_files(cls) -> list[Path]:
@@ -132,12 +133,15 @@ class EmotionFanBackend(DlibCnnBackend):
 
     name = "emotion-fan"
     upsample = 1
-    fallbacks = (("cnn+stretch", stretch_contrast), ("cnn+clahe", clahe), ("cnn+equalise", equalise))
+    fallbacks = (
+        ("cnn+stretch", stretch_contrast), ("cnn+clahe", clahe), ("cnn+equalise", equalise)
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self.hog = dlib.get_frontal_face_detector()
-        self.predictor5 = dlib.shape_predictor(str(dlib_model("shape_predictor_5_face_landmarks.dat")))
+        path5 = dlib_model("shape_predictor_5_face_landmarks.dat")
+        self.predictor5 = dlib.shape_predictor(str(path5))
         self._found_in: np.ndarray | None = None
 
     @classmethod
@@ -145,9 +149,10 @@ class EmotionFanBackend(DlibCnnBackend):
         return [*super().model_files(), dlib_model("shape_predictor_5_face_landmarks.dat")]
 
     def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
-        rgb = to_rgb(image)
-        rects, scores, _ = self.hog.run(rgb, 1, 0.0)
+        # HOG on a grey frame equals HOG on its RGB copy (same gradients), at a third of the cost
+        rects, scores, _ = self.hog.run(self._input(image), 1, 0.0)
         found = [(_box(r), float(s), "hog") for r, s in zip(rects, scores, strict=True)]
+        rgb = to_rgb(image)
         if not found:
             found = self._cnn(rgb, self.upsample, "cnn")
         for tag, enhance in self.fallbacks:

@@ -17,7 +17,7 @@ from fer_prep.faces import Box, Face, FaceBackend, to_rgb
 from fer_prep.faces.mesh68 import mesh_to_68
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-import mediapipe as mp  # noqa: E402  (after quietening its C++ logging)
+import mediapipe as mp
 
 CROP = 256  # side of the square crop handed to the mesh model (it works at 192)
 CONTEXT = 2.0  # crop side relative to the detected box's longer side
@@ -55,7 +55,8 @@ class MediaPipeBackend(FaceBackend):
     def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
         h, w = image.shape[:2]
         rgb = to_rgb(image)
-        for tag, detector in self.detectors:
+        detections, tag = [], ""
+        for tag, detector in self.detectors:  # noqa: B007  (the tag of the one that found faces)
             detections = detector.process(rgb).detections or []
             if detections:
                 break
@@ -71,9 +72,8 @@ class MediaPipeBackend(FaceBackend):
         side = CONTEXT * max(bw, bh)
         scale = CROP / side
         # frame → crop: scale about the box centre, which lands in the crop's centre
-        m = np.array(
-            [[scale, 0, CROP / 2 - scale * (x + bw / 2)], [0, scale, CROP / 2 - scale * (y + bh / 2)]]
-        )
+        cx, cy = x + bw / 2, y + bh / 2
+        m = np.array([[scale, 0, CROP / 2 - scale * cx], [0, scale, CROP / 2 - scale * cy]])
         crop = cv2.warpAffine(to_rgb(image), m, (CROP, CROP), flags=cv2.INTER_LINEAR)
         result = self.mesh.process(crop)
         if not result.multi_face_landmarks:

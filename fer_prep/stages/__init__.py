@@ -1,1 +1,1 @@
-"""Stages: functions from (manifest, parameters) to (files, manifest). They know faces, not datasets."""
+"""Stages: functions (manifest, parameters) → (files, manifest). They know faces, not datasets."""

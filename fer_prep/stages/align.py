@@ -91,6 +91,7 @@ def _align_one(item: dict[str, Any], backend: FaceBackend, ctx: dict[str, Any]) 
         "message": "",
         "face_path": rel,
         "box": np.asarray(face.box),
+        "detector_box": np.asarray(face.detector_box),
         "score": face.score,
         "detector": face.detector,
         "landmarks68": face.landmarks68,

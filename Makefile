@@ -1,0 +1,26 @@
+# Two commands for a fresh clone:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(BIN)/fer-prep: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: setup demo test lint bench
+setup: $(BIN)/fer-prep
+
+demo: setup  ## the main job on the embedded sample data (no ../shared, no download)
+	$(BIN)/fer-prep sample --out sample-data
+	$(BIN)/fer-prep ckplus align --root sample-data/ckplus --work fer-work --include-unlabelled
+	@echo "aligned faces: fer-work/ckplus/align/faces   manifest: fer-work/ckplus/align/manifest.csv"
+
+test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARED)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: setup  ## speed side by side with the seeds' own methods (needs ../shared)
+	$(BIN)/python bench/ckplus_align.py
+	$(BIN)/python bench/mesh68_error.py

@@ -1,0 +1,66 @@
+"""Faces per second of `ckplus align`, per backend, beside Emotion-FAN's per-frame method.
+
+All on the same frames of ../shared/data/ckplus (the default neutral + last-three selection), in
+one run, on one core each (--jobs 1), plus the default backend on every core. Times include
+loading the models and writing the chips. Prints faces/s and the ratio to the seed.
+
+    python bench/ckplus_align.py [--shared ../shared] [--backends mediapipe,dlib-hog,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from emotion_fan_seed import EmotionFanSeed
+
+from fer_prep.adapters.ckplus import read_ckplus
+from fer_prep.faces import list_backends
+from fer_prep.runner import resolve_jobs
+from fer_prep.stages import align as align_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path,
+                        default=Path(os.environ.get("FER_PREP_SHARED", "../shared")))
+    parser.add_argument("--backends", default=",".join(list_backends()))
+    args = parser.parse_args()
+
+    samples = read_ckplus(args.shared / "data/ckplus")
+    frames = [Path(p) for p in samples["source_path"]]
+    print(f"{len(frames)} CK+ frames (640×490) from {args.shared / 'data/ckplus'}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        faces = EmotionFanSeed().run(frames, Path(tmp) / "seed")
+        rows.append(("Emotion-FAN seed (per frame)", 1, faces, time.perf_counter() - start))
+
+        runs = [(b, 1) for b in args.backends.split(",")] + [("mediapipe", resolve_jobs(0))]
+        for backend, jobs in runs:
+            align_stage._backend.cache_clear()  # every run loads its own models
+            params = align_stage.AlignParams(backend=backend)
+            start = time.perf_counter()
+            result = align_stage.align(samples, Path(tmp) / f"{backend}-{jobs}", params,
+                                       jobs=jobs, force=True)
+            seconds = time.perf_counter() - start
+            rows.append((f"fer-prep {backend}", jobs, int((result.manifest.status == "ok").sum()),
+                         seconds))
+
+    seed_rate = rows[0][2] / rows[0][3]
+    print(f"\n{'method':34s} {'cores':>5s} {'faces':>5s} {'s':>7s} {'faces/s':>8s} "
+          f"{'per core':>8s} {'× seed/core':>11s}")
+    for name, jobs, faces, seconds in rows:
+        rate = faces / seconds
+        print(f"{name:34s} {jobs:5d} {faces:5d} {seconds:7.2f} {rate:8.1f} {rate / jobs:8.1f} "
+              f"{rate / jobs / seed_rate:11.2f}")
+
+
+if __name__ == "__main__":
+    main()

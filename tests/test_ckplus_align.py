@@ -1,0 +1,79 @@
+"""`ckplus align` on the real CK+ sequences in ../shared/data/ckplus, with real models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_prep.adapters.ckplus import read_ckplus
+from fer_prep.align import TEMPLATES, transform_points
+from fer_prep.faces import create_backend, five_points
+from fer_prep.images import read_image
+from fer_prep.stages.align import AlignParams, align
+
+BACKENDS = ["mediapipe", "dlib-hog"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def aligned(request, shared: Path, tmp_path_factory) -> tuple[str, pd.DataFrame, Path]:
+    work = tmp_path_factory.mktemp(f"work-{request.param}")
+    samples = read_ckplus(shared / "data/ckplus")
+    result = align(samples, work, AlignParams(backend=request.param), jobs=2)
+    return request.param, result.manifest, result.folder
+
+
+def test_every_selected_frame_has_a_face(aligned, shared: Path) -> None:
+    _, manifest, folder = aligned
+    assert len(manifest) == 18 * 4  # 18 labelled sequences × (neutral + 3 peak)
+    assert (manifest["status"] == "ok").all(), manifest.loc[manifest.status != "ok", "message"]
+    assert all((folder / p).is_file() for p in manifest["face_path"])
+    chip = read_image(folder / manifest["face_path"].iloc[0])
+    assert chip.shape == (224, 224, 3)
+
+
+def test_eye_centres_land_on_the_template(aligned) -> None:
+    """Mapped by the stored matrix, and re-found by an independent detector in the chip."""
+    backend, manifest, folder = aligned
+    target = TEMPLATES.get("eyes").eye_centres(224, 0.25)
+    checker = create_backend("dlib-hog" if backend == "mediapipe" else "mediapipe")
+    redetected = []
+    for row in manifest.itertuples():
+        lm68 = np.asarray(row.landmarks68).reshape(68, 2)
+        mapped = transform_points(five_points(lm68)[:2], np.asarray(row.matrix).reshape(2, 3))
+        assert np.abs(mapped - target).max() <= 2.0, row.sample_id
+        faces = checker.faces(read_image(folder / row.face_path))
+        assert faces, f"{checker.name} finds no face in the chip of {row.sample_id}"
+        redetected.append(np.linalg.norm(faces[0].landmarks5[:2] - target, axis=1).mean())
+    assert np.mean(redetected) <= 2.0, np.round(redetected, 2)
+
+
+def test_landmarks_are_inside_the_box(aligned) -> None:
+    """The 68 points lie in the face box, and that box is the detector's face, not a far one."""
+    _, manifest, _ = aligned
+    for row in manifest.itertuples():
+        x, y, w, h = row.box
+        lm = np.asarray(row.landmarks68).reshape(68, 2)
+        assert (lm >= [x, y]).all() and (lm <= [x + w, y + h]).all(), row.sample_id
+        extent = lm.max(0) - lm.min(0)
+        assert (np.array([w, h]) <= 1.6 * extent).all(), row.sample_id
+        dx, dy, dw, dh = row.detector_box  # the detector's own box overlaps the landmarks' extent
+        inside = (lm >= [dx, dy]) & (lm <= [dx + dw, dy + dh])
+        assert inside.all(1).mean() >= 0.6, row.sample_id
+        assert len(row.landmarks5) == 10 and row.backend
+
+
+def test_labels_equal_the_emotion_files(aligned, shared: Path) -> None:
+    _, manifest, _ = aligned
+    codes = {}
+    for path in (shared / "data/ckplus/Emotion").glob("S*/*/*_emotion.txt"):
+        codes[f"{path.parts[-3]}_{path.parts[-2]}"] = int(float(path.read_text()))
+    peaks = manifest[manifest["role"] == "peak"]
+    assert set(peaks["sequence"]) == set(codes)
+    for row in peaks.itertuples():
+        assert row.label_code == codes[row.sequence]
+    neutral = manifest[manifest["role"] == "neutral"]
+    assert (neutral["label"] == "neutral").all() and (neutral["label_code"] == 0).all()
+    assert len(neutral) == len(codes)
