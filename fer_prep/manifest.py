@@ -22,7 +22,7 @@ CSV_LEAVES_OUT = ("landmarks478",)
 #: columns every face manifest has, in order (stages may add more after them)
 FACE_COLUMNS = (
     "sample_id", "dataset", "subject", "sequence", "frame", "role", "label", "label_code",
-    "source_path", "face_path", "status", "box", "landmarks68", "backend",
+    "source_path", "face_path", "status", "message", "box", "landmarks68", "backend",
 )
 
 
@@ -51,9 +51,3 @@ def read_manifest(folder: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{path}: no manifest here; run that stage first")
     return pd.read_parquet(path)
 
-
-def as_array(cell: object, shape: tuple[int, ...]) -> np.ndarray | None:
-    """A manifest cell (list of floats, or None) as an array of `shape`."""
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
-        return None
-    return np.asarray(cell, dtype=np.float64).reshape(shape)

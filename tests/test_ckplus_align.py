@@ -77,3 +77,18 @@ def test_labels_equal_the_emotion_files(aligned, shared: Path) -> None:
     neutral = manifest[manifest["role"] == "neutral"]
     assert (neutral["label"] == "neutral").all() and (neutral["label_code"] == 0).all()
     assert len(neutral) == len(codes)
+
+
+def test_manifest_follows_the_shipped_schema(aligned) -> None:
+    from manifests import schema
+
+    _, manifest, _ = aligned
+    table = schema("faces")
+    missing = set(table.loc[table.required == "yes", "column"]) - set(manifest.columns)
+    assert not missing
+    for column, kind in zip(table.column, table.type, strict=True):
+        if kind.startswith("float[") and column in manifest and column != "landmarks478":
+            n = int(kind[6:-1])
+            values = manifest.loc[manifest.status == "ok", column].dropna()
+            assert values.map(len).eq(n).all(), column
+    assert set(manifest.columns) <= set(table.column)  # every column is documented

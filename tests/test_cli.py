@@ -31,3 +31,14 @@ def test_help_shows_an_example(path: tuple[str, ...]) -> None:
 def test_unknown_backend_lists_the_choices() -> None:
     with pytest.raises(KeyError, match="dlib-hog"):
         create_backend("no-such-backend")
+
+
+def test_preset_gives_defaults_and_explicit_options_win() -> None:
+    from fer_prep.cli import resolve_align
+    from fer_prep.stages.align import AlignParams
+
+    assert resolve_align("emotion-fan", backend=None, size=None) == AlignParams(
+        backend="emotion-fan", template="dlib-chip5", size=224, padding=0.25, grey=False
+    )
+    assert resolve_align("emotion-fan", size=112).size == 112
+    assert resolve_align("default").backend == "mediapipe"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,6 @@ class Face:
     dlib5: np.ndarray | None = None  # (5, 2) dlib's 5-point predictor, when a backend runs it
     detector: str = ""  # which detector (or cascade pass) found the face
     detector_box: Box | None = None  # the box exactly as the detector gave it
-    extra: dict = field(default_factory=dict)
 
     @property
     def area(self) -> float:
