@@ -1,10 +1,10 @@
 """Faces per second of `ckplus align`, per backend, beside Emotion-FAN's per-frame method.
 
-All on the same frames of ../shared/data/ckplus (the default neutral + last-three selection), in
+All on the same frames of ../shared/data/ckplus (`--frames`, default neutral + last three), in
 one run, on one core each (--jobs 1), plus the default backend on every core. Times include
 loading the models and writing the chips. Prints faces/s and the ratio to the seed.
 
-    python bench/ckplus_align.py [--shared ../shared] [--backends mediapipe,dlib-hog,...]
+    python bench/ckplus_align.py [--shared ../shared] [--frames all] [--backends mediapipe,...]
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ def main() -> None:
     parser.add_argument("--shared", type=Path,
                         default=Path(os.environ.get("FER_PREP_SHARED", "../shared")))
     parser.add_argument("--backends", default=",".join(list_backends()))
+    parser.add_argument("--frames", default="neutral-peak", choices=["neutral-peak", "peak", "all"])
     args = parser.parse_args()
 
-    samples = read_ckplus(args.shared / "data/ckplus")
+    samples = read_ckplus(args.shared / "data/ckplus", frames=args.frames)
     frames = [Path(p) for p in samples["source_path"]]
     print(f"{len(frames)} CK+ frames (640×490) from {args.shared / 'data/ckplus'}")
     rows = []
