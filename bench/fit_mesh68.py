@@ -23,9 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_prep.faces import create_backend
+from fer_prep.faces import NoLandmarks, create_backend
 from fer_prep.faces.imglab import read_imglab
-from fer_prep.faces.mediapipe import NoLandmarks
 from fer_prep.faces.mesh68 import mesh_to_68
 
 REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36),

@@ -17,9 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_prep.faces import create_backend
+from fer_prep.faces import NoLandmarks, create_backend
 from fer_prep.faces.imglab import read_imglab
-from fer_prep.faces.mediapipe import NoLandmarks
 
 REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36),
            "eyes": range(36, 48), "mouth": range(48, 68)}

@@ -59,6 +59,25 @@ def test_broken_files_are_reported_and_the_rest_completes(shared: Path, tmp_path
     assert all((work / "ckplus/align" / p).is_file() for p in ok.face_path)
 
 
+def test_a_frame_that_breaks_a_model_fails_alone(shared: Path, tmp_path: Path) -> None:
+    """dlib's CNN breaks on a 3×3 frame: that row is `no_face`; the other frames align."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "ck"
+    _copy(shared, root, "S111/001")
+    tiny = sorted((root / "cohn-kanade-images/S111/001").glob("*.png"))[-1]
+    cv2.imwrite(str(tiny), np.zeros((3, 3), np.uint8))
+    work = tmp_path / "work"
+    result = CliRunner().invoke(main, ["ckplus", "align", "--root", str(root), "--work",
+                                       str(work), "--jobs", "1", "--preset", "emotion-fan"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(work / "ckplus/align").set_index("sample_id")
+    assert manifest.loc[tiny.stem, "status"] == "no_face"
+    assert str(tiny) in manifest.loc[tiny.stem, "message"]
+    assert (manifest.drop(index=tiny.stem).status == "ok").all()
+
+
 def test_nested_zip_layout_is_found(shared: Path, tmp_path: Path) -> None:
     """Emotion_labels/Emotion and CK+/cohn-kanade-images, as the zips extract."""
     root = tmp_path / "ck"

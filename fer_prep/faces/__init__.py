@@ -25,6 +25,9 @@ BACKENDS.add("dlib-hog", "fer_prep.faces.dlib:DlibHogBackend")
 BACKENDS.add("dlib-cnn", "fer_prep.faces.dlib:DlibCnnBackend")
 BACKENDS.add("emotion-fan", "fer_prep.faces.dlib:EmotionFanBackend")
 
+#: frames smaller than this hold no usable face, and dlib's CNN corrupts memory on a 5×3 frame
+MIN_SIDE = 16
+
 Box = tuple[float, float, float, float]
 """x, y, width, height in pixels of the frame."""
 
@@ -59,6 +62,10 @@ def five_points(lm68: np.ndarray) -> np.ndarray:
     )
 
 
+class NoLandmarks(RuntimeError):
+    """The landmark model found no face inside a detected or given box."""
+
+
 class FaceBackend(ABC):
     """Find faces and their landmarks. Subclasses load their models in `__init__`, once."""
 
@@ -78,10 +85,15 @@ class FaceBackend(ABC):
         """The model files this backend reads, hashed into every stage record."""
 
     def faces(self, image: np.ndarray) -> list[Face]:
-        """Every face in the image, largest first."""
+        """Every face in the image, largest first (a box the landmarker rejects is dropped)."""
+        if min(image.shape[:2]) < MIN_SIDE:
+            return []
         found = []
         for box, score, detector in self.detect(image):
-            face = self.landmarks(image, box)
+            try:
+                face = self.landmarks(image, box)
+            except NoLandmarks:
+                continue
             face.score, face.detector, face.detector_box = score, detector, box
             face.box = enclosing_box(box, face.landmarks68)
             found.append(face)

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_prep.faces import Box, Face, FaceBackend, to_rgb
+from fer_prep.faces import Box, Face, FaceBackend, NoLandmarks, to_rgb
 from fer_prep.faces.mesh68 import mesh_to_68
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -21,10 +21,6 @@ import mediapipe as mp
 
 CROP = 256  # side of the square crop handed to the mesh model (it works at 192)
 CONTEXT = 2.0  # crop side relative to the detected box's longer side
-
-
-class NoLandmarks(RuntimeError):
-    """The landmark model found no face inside the given box."""
 
 
 class MediaPipeBackend(FaceBackend):

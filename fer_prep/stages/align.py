@@ -70,6 +70,19 @@ def _align_one(item: dict[str, Any], backend: FaceBackend, ctx: dict[str, Any]) 
         image = read_image(item["source_path"])
     except UnreadableImage as exc:
         return {**row, "status": "unreadable", "message": str(exc)}
+    try:
+        return _align_image(item, image, backend, ctx, row)
+    except Exception as exc:  # a model choking on one odd frame must not end the run
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        return {**row, "status": "failed",
+                "message": f"{item['source_path']}: {ctx['backend']} failed on this "
+                           f"{image.shape[1]}x{image.shape[0]} image: {reason}"}
+
+
+def _align_image(
+    item: dict[str, Any], image: np.ndarray, backend: FaceBackend, ctx: dict[str, Any],
+    row: dict[str, Any],
+) -> dict[str, Any]:
     faces = backend.faces(image)
     row.update(height=image.shape[0], width=image.shape[1], n_faces=len(faces))
     if not faces:
