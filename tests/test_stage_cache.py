@@ -55,8 +55,12 @@ def test_rerun_rewrites_nothing_and_a_changed_parameter_recomputes(ck_root, tmp_
     assert "unchanged, skipped" in out
     assert _snapshot(stage) == before  # same bytes and same mtimes: nothing rewritten
 
+    downstream = work / "ckplus/masks"  # a later stage that read this one
+    downstream.mkdir()
+    (downstream / "stage.json").write_text(json.dumps({"inputs": ["align"], "complete": True}))
     out = _run(ck_root, work, "--jobs", "2", "--padding", "0.1")
     after = _snapshot(stage)
+    assert json.loads((downstream / "stage.json").read_text())["stale"] is True
     assert "16 computed" in out
     assert json.loads((stage / "stage.json").read_text())["params"]["padding"] == 0.1
     chips = [k for k in before if k.endswith(".png")]
