@@ -1,9 +1,10 @@
 """Run a stage: skip what is done, fan the rest out with joblib, write the manifest last.
 
-Items are rows of a DataFrame with a unique `sample_id`, a `fingerprint` of their inputs and a
-`status` ("ok" or why the adapter could not use it). A stage's `process(batch, ctx)` turns a batch
-of item dicts into result dicts, writing its files atomically; it runs in worker processes that
-keep their models between batches. Results are saved per batch (`.parts/`), so a killed run
+Items are rows of a DataFrame, one per source file (`source_path`: a frame, a video, …) with a
+`fingerprint` of everything the result depends on and a `status` ("ok" or why the adapter could
+not use it). A stage's `process(batch, ctx)` turns a batch of item dicts into manifest rows (one
+or more per item), writing its files atomically; it runs in worker processes that keep their
+models between batches. Results are saved per batch (`.parts/`), so a killed run
 resumes where it stopped and ends with the same bytes as a run that was never interrupted.
 """
 
@@ -123,9 +124,9 @@ def _plain(value: Any) -> Any:
 
 
 def _save_part(parts: Path, rows: list[dict[str, Any]]) -> None:
-    name = digest([r["sample_id"] for r in rows])
+    name = digest(sorted({r["source_path"] for r in rows}))
     with atomic_path(parts / f"{name}.parquet") as tmp:
-        pd.DataFrame([{k: _plain(v) for k, v in r.items()} for r in rows]).to_parquet(tmp)
+        pd.DataFrame(rows).to_parquet(tmp)
 
 
 def _batches(items: list[dict[str, Any]], jobs: int, batch_size: int | None) -> list[list]:
@@ -142,11 +143,15 @@ def run_stage(
     force: bool = False,
     batch_size: int | None = None,
 ) -> StageResult:
-    """Bring `spec`'s folder up to date with `items`; see the module docstring."""
+    """Bring `spec`'s folder up to date with `items`; see the module docstring.
+
+    An item is keyed by its `source_path` (one source file: a frame, a video, …) and its
+    `fingerprint`; `process` turns a batch of items into manifest rows, one or more per item,
+    each carrying its item's `source_path`. Items whose `status` is not `ok` pass through as rows.
+    """
     started = time.monotonic()
     folder = spec.folder(work)
     fp, model_hashes = stage_fingerprint(spec.name, spec.version, spec.params, spec.models)
-    meta_cols = [c for c in items.columns if c != "fingerprint"]
     input_fp = digest(items.astype(str).to_dict("list"))
     record = read_record(folder)
     manifest_path = folder / PARQUET
@@ -166,7 +171,8 @@ def run_stage(
     folder.mkdir(parents=True, exist_ok=True)
     remove_temporaries(folder)
 
-    done = {} if fresh else _reusable(folder, items, spec.outputs)
+    results = {} if fresh else _reusable(folder, items, spec.outputs)
+    reused = len(results)
     old = read_manifest(folder) if manifest_path.is_file() else None
     base = {
         "stage": spec.name, "version": spec.version, "package_version": __version__,
@@ -176,10 +182,8 @@ def run_stage(
     write_record(folder, {**base, "complete": False})
 
     usable = items[items["status"] == "ok"]
-    todo = [r for r in usable.to_dict("records") if r["sample_id"] not in done]
-    fps = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
-    parts = folder / PARTS
-    results = dict(done)
+    todo = [r for r in usable.to_dict("records") if r["source_path"] not in results]
+    fps = dict(zip(items["source_path"], items["fingerprint"], strict=True))
     if todo:
         n_jobs = min(resolve_jobs(jobs), len(todo))
         ctx = {"folder": str(folder), **spec.params}
@@ -187,68 +191,72 @@ def run_stage(
         run = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         try:
             for rows in run(delayed(process)(b, ctx) for b in _batches(todo, n_jobs, batch_size)):
+                rows = [{**{k: _plain(v) for k, v in r.items()},
+                         "fingerprint": fps[r["source_path"]]} for r in rows]
+                _save_part(folder / PARTS, rows)
+                new = {}
                 for row in rows:
-                    row["fingerprint"] = fps[row["sample_id"]]
-                _save_part(parts, rows)
-                for row in rows:
-                    results[row["sample_id"]] = {k: _plain(v) for k, v in row.items()}
+                    new.setdefault(row["source_path"], []).append(row)
                     if row.get("status") not in spec.quiet and row.get("message"):
                         click.echo(f"warning: {row['message']}", err=True)
-                progress.update(len(rows))
+                results.update(new)
+                progress.update(len(new))
         finally:
             progress.close()
 
-    manifest = _assemble(items[meta_cols], results, spec.columns)
-    for row in manifest[manifest["status"] != "ok"].itertuples():
-        if row.sample_id not in results and getattr(row, "message", None):
+    manifest = _assemble(items, results, spec.columns)
+    for row in items[items["status"] != "ok"].itertuples():
+        if getattr(row, "message", None):
             click.echo(f"warning: {row.message}", err=True)  # the adapter's own complaints
     if old is not None:
         _remove_orphans(old, manifest, folder, spec.outputs)
     write_manifest(manifest, folder)
     counts = {str(k): int(v) for k, v in manifest["status"].value_counts().sort_index().items()}
     write_record(folder, {**base, "complete": True, "counts": counts})
-    shutil.rmtree(parts, ignore_errors=True)
+    shutil.rmtree(folder / PARTS, ignore_errors=True)
     mark_downstream_stale(folder.parent, spec.name)
-    return StageResult(
-        folder, manifest, len(todo), len(done), False, time.monotonic() - started
-    )
+    return StageResult(folder, manifest, len(todo), reused, False, time.monotonic() - started)
 
 
 def _outputs_exist(df: pd.DataFrame, folder: Path, outputs: tuple[str, ...]) -> bool:
-    return all((folder / p).is_file() for col in outputs for p in df[col].dropna())
+    return all((folder / p).is_file() for col in outputs if col in df for p in df[col].dropna())
 
 
-def _reusable(folder: Path, items: pd.DataFrame, outputs: tuple[str, ...]) -> dict[str, dict]:
-    """Results of an earlier run whose item fingerprint still matches and whose files exist."""
-    frames = [pd.read_parquet(p) for p in sorted((folder / PARTS).glob("*.parquet"))]
+def _reusable(
+    folder: Path, items: pd.DataFrame, outputs: tuple[str, ...]
+) -> dict[str, list[dict]]:
+    """Rows of an earlier run, by item, where the item's fingerprint matches and files exist."""
+    tables = [pd.read_parquet(p) for p in sorted((folder / PARTS).glob("*.parquet"))]
     if (folder / PARQUET).is_file():
-        frames.insert(0, pd.read_parquet(folder / PARQUET))
-    if not frames:
-        return {}
-    wanted = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
-    done = {}
-    for frame in frames:
-        if "fingerprint" not in frame.columns:
+        tables.insert(0, pd.read_parquet(folder / PARQUET))
+    wanted = dict(zip(items["source_path"], items["fingerprint"], strict=True))
+    done: dict[str, list[dict]] = {}
+    for table in tables:
+        if "fingerprint" not in table.columns:
             continue
-        for row in frame.to_dict("records"):
-            sid = row["sample_id"]
-            if wanted.get(sid) != row["fingerprint"]:
-                continue
-            if all(row.get(c) is None or (folder / row[c]).is_file() for c in outputs):
-                done[sid] = row
-    return done
+        fresh: dict[str, list[dict]] = {}
+        for row in table.to_dict("records"):
+            if row["fingerprint"] and wanted.get(row["source_path"]) == row["fingerprint"]:
+                fresh.setdefault(row["source_path"], []).append(row)
+        done.update(fresh)  # a later table's rows for an item replace an earlier table's
+    return {
+        key: rows for key, rows in done.items()
+        if all(not isinstance(r.get(c), str) or (folder / r[c]).is_file()
+               for r in rows for c in outputs)
+    }
 
 
 def _assemble(
-    meta: pd.DataFrame, results: dict[str, dict], leading: tuple[str, ...]
+    items: pd.DataFrame, results: dict[str, list[dict]], leading: tuple[str, ...]
 ) -> pd.DataFrame:
-    """Item metadata joined with results (a result's value wins), in item order."""
-    out = meta.set_index("sample_id")
-    if results:
-        res = pd.DataFrame(list(results.values())).set_index("sample_id").reindex(out.index)
-        for col in res.columns:
-            out[col] = res[col].where(res[col].notna(), out[col]) if col in out else res[col]
-    out = out.reset_index()
+    """Every item's rows in item order (an unprocessed item stands as itself)."""
+    rows: list[dict[str, Any]] = []
+    for item in items.to_dict("records"):
+        rows.extend(results.get(item["source_path"], [{**item, "fingerprint": None}]))
+    out = pd.DataFrame(rows)
+    for col, dtype in items.dtypes.items():
+        if str(dtype) == "Int64" and col in out:
+            out[col] = out[col].astype("Int64")
     order = [c for c in leading if c in out.columns]
     return out[order + [c for c in out.columns if c not in order]]
 

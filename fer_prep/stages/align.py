@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fer_prep.align import TEMPLATES, align_face
-from fer_prep.cache import file_hash
+from fer_prep.cache import digest, file_hash
 from fer_prep.faces import FaceBackend, backend_class, create_backend
 from fer_prep.images import UnreadableImage, read_image, write_image
 from fer_prep.manifest import FACE_COLUMNS
@@ -65,7 +65,7 @@ def align_batch(items: list[dict[str, Any]], ctx: dict[str, Any]) -> list[dict[s
 
 
 def _align_one(item: dict[str, Any], backend: FaceBackend, ctx: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"sample_id": item["sample_id"], "backend": ctx["backend"]}
+    row: dict[str, Any] = {**item, "backend": ctx["backend"]}
     try:
         image = read_image(item["source_path"])
     except UnreadableImage as exc:
@@ -134,9 +134,9 @@ def align(
     if len(datasets) != 1:
         raise ValueError(f"one dataset per align run, got {sorted(datasets)}")
     items = samples.copy()
-    items["fingerprint"] = [
-        file_hash(p) if s == "ok" else "" for p, s in zip(items["source_path"], items["status"],
-                                                          strict=True)
+    items["fingerprint"] = [  # the frame's bytes and everything the adapter said about it
+        digest([file_hash(row["source_path"]), row]) if row["status"] == "ok" else ""
+        for row in samples.astype(str).to_dict("records")
     ]
     spec = StageSpec(
         dataset=str(datasets[0]),
