@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -64,12 +65,14 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def remove_temporaries(folder: Path) -> int:
-    """Delete temporary files a killed run left behind; return how many."""
-    count = 0
-    for tmp in folder.rglob(f".*{TMP_MARK}*"):
-        tmp.unlink(missing_ok=True)
-        count += 1
-    return count
+    """Delete temporary files and folders a killed run left behind; return how many."""
+    leftovers = sorted(folder.rglob(f".*{TMP_MARK}*"))
+    for tmp in leftovers:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    return len(leftovers)
 
 
 def read_record(stage_dir: Path) -> dict[str, Any] | None:

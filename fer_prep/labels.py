@@ -30,6 +30,23 @@ CODES: dict[str, dict[int, str]] = {
         6: "sadness",
         7: "surprise",
     },
+    # AFEW's class folders in alphabetical order, the index Emotion-FAN trains with.
+    "afew": {
+        0: "anger",
+        1: "disgust",
+        2: "fear",
+        3: "happiness",
+        4: "neutral",
+        5: "sadness",
+        6: "surprise",
+    },
+}
+
+#: dataset → {class folder name: the dataset's own code}
+FOLDERS: dict[str, dict[str, int]] = {
+    "afew": {
+        "Angry": 0, "Disgust": 1, "Fear": 2, "Happy": 3, "Neutral": 4, "Sad": 5, "Surprise": 6,
+    },
 }
 
 

@@ -1,22 +1,32 @@
-"""Embedded sample dataset: a tiny CK+ look-alike built from a photograph shipped with scikit-image.
+"""Embedded sample datasets: tiny CK+ and AFEW look-alikes built from a photograph in scikit-image.
 
-The real CK+ cannot be redistributed, so demos and CI run the pipeline on this instead. It uses
+The real CK+ and AFEW cannot be redistributed, so demos and CI run the pipeline on these instead.
+The CK+ sample uses
 CK+'s original published layout (``cohn-kanade-images/`` and ``Emotion/``), 640x490 grey PNG
 frames running from a neutral first frame to a peak last frame, and CK+'s emotion files, so code
 written for CK+ reads it unchanged. The faces are ``skimage.data.astronaut()`` under a few fixed
 geometric and photometric variants ("subjects"); the expressions are synthetic piecewise-affine
-warps driven by the face's 68 landmarks. Output is deterministic: every run writes the same bytes.
+warps driven by the face's 68 landmarks. The AFEW sample reuses those warps for a few short
+colour video clips in AFEW's layout (``Train_AFEW/<Class>/<id>.avi``), with the face drifting,
+zooming and, in one clip, leaving the frame for a while. Output is deterministic: every run writes
+the same bytes (for the videos, given the same ffmpeg build).
 """
 
 from __future__ import annotations
 
+import itertools
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import ffmpeg
 import numpy as np
 from scipy.spatial import Delaunay
 from skimage import data
+
+from fer_prep.video import ffmpeg_exe
 
 WIDTH, HEIGHT = 640, 490
 
@@ -129,7 +139,6 @@ SUBJECTS = (
 )  # fmt: skip
 
 FACE_CENTRE = np.array([225.0, 128.0])  # astronaut pixels, between the eyes and the chin
-BORDER = np.array([(0, 0), (WIDTH - 1, 0), (0, HEIGHT - 1), (WIDTH - 1, HEIGHT - 1)], float)
 
 
 def _ring(n: int = 16, radii: tuple[float, float] = (72.0, 85.0)) -> np.ndarray:
@@ -138,16 +147,25 @@ def _ring(n: int = 16, radii: tuple[float, float] = (72.0, 85.0)) -> np.ndarray:
     return FACE_CENTRE + np.stack([radii[0] * np.cos(t), radii[1] * np.sin(t)], axis=1)
 
 
-def _subject_matrix(s: Subject) -> np.ndarray:
-    """3x3 matrix mapping astronaut pixels to output pixels for subject ``s``."""
-    t = np.deg2rad(s.angle)
-    c, n = np.cos(t) * s.scale, np.sin(t) * s.scale
+def _similarity(
+    scale: float, angle: float, flip: bool, shift: tuple[float, float], size: tuple[int, int]
+) -> np.ndarray:
+    """3x3 matrix mapping astronaut pixels to a ``size`` (w, h) frame: the face centre lands at
+    the frame centre plus ``shift``, scaled, rotated ``angle`` degrees counter-clockwise and
+    optionally mirrored."""
+    t = np.deg2rad(angle)
+    c, n = np.cos(t) * scale, np.sin(t) * scale
     rotate = np.array([[c, n, 0.0], [-n, c, 0.0], [0.0, 0.0, 1.0]])
-    flip = np.diag([-1.0 if s.flip else 1.0, 1.0, 1.0])
+    mirror = np.diag([-1.0 if flip else 1.0, 1.0, 1.0])
     to_origin = np.array([[1.0, 0.0, -FACE_CENTRE[0]], [0.0, 1.0, -FACE_CENTRE[1]], [0, 0, 1]])
-    to_frame = np.array([[1.0, 0.0, WIDTH / 2 + s.shift[0]], [0.0, 1.0, HEIGHT / 2 + s.shift[1]],
+    to_frame = np.array([[1.0, 0.0, size[0] / 2 + shift[0]], [0.0, 1.0, size[1] / 2 + shift[1]],
                          [0, 0, 1]])  # fmt: skip
-    return to_frame @ rotate @ flip @ to_origin
+    return to_frame @ rotate @ mirror @ to_origin
+
+
+def _subject_matrix(s: Subject) -> np.ndarray:
+    """3x3 matrix mapping astronaut pixels to CK+ output pixels for subject ``s``."""
+    return _similarity(s.scale, s.angle, s.flip, s.shift, (WIDTH, HEIGHT))
 
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -160,37 +178,55 @@ def _smoothstep(x: float) -> float:
     return x * x * (3 - 2 * x)
 
 
-def _render(grey: np.ndarray, m: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """One output frame: the astronaut mapped by ``m`` with its landmarks moved by ``offsets``.
+def _render(
+    image: np.ndarray, m: np.ndarray, offsets: np.ndarray,
+    size: tuple[int, int] = (WIDTH, HEIGHT), background: np.ndarray | None = None,
+) -> np.ndarray:
+    """One ``size`` (w, h) frame: the astronaut mapped by ``m`` with its landmarks moved by
+    ``offsets``.
 
     A piecewise-affine mesh over the landmarks, a fixed ring around the face and the frame's
     corners says, for every output pixel, where to sample the astronaut (a single resampling).
     Only triangles touching a moved landmark deform; the rest of the frame is exactly ``m``.
+    Where the photo does not reach, pixels come from ``background`` if given, else from the
+    photo mirrored at its edges.
     """
+    w, h = size
+    corners = np.array([(0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)], float)
     ring = _ring()
-    src = np.vstack([ASTRONAUT_LANDMARKS, ring, _apply(np.linalg.inv(m), BORDER)])
-    dst = np.vstack([_apply(m, ASTRONAUT_LANDMARKS + offsets), _apply(m, ring), BORDER])
+    src = np.vstack([ASTRONAUT_LANDMARKS, ring, _apply(np.linalg.inv(m), corners)])
+    dst = np.vstack([_apply(m, ASTRONAUT_LANDMARKS + offsets), _apply(m, ring), corners])
     triangles = Delaunay(_apply(m, src)).simplices  # topology of the neutral face
     # Per triangle, the affine taking output (x, y, 1) to astronaut (x, y); then which triangle
     # covers each output pixel.
     homogeneous = np.concatenate([dst[triangles], np.ones((len(triangles), 3, 1))], axis=2)
     affines = np.linalg.solve(homogeneous, src[triangles])
-    index = np.zeros((HEIGHT, WIDTH), np.int32)
+    index = np.zeros((h, w), np.int32)
     for i, tri in enumerate(triangles):
         cv2.fillConvexPoly(index, dst[tri].round().astype(np.int32), i)
     a = affines[index]
-    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH]
+    ys, xs = np.mgrid[0:h, 0:w]
     map_x = (xs * a[..., 0, 0] + ys * a[..., 1, 0] + a[..., 2, 0]).astype(np.float32)
     map_y = (xs * a[..., 0, 1] + ys * a[..., 1, 1] + a[..., 2, 1]).astype(np.float32)
-    return cv2.remap(grey, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    if background is None:
+        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT_101)  # fmt: skip
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, dst=background.copy(),
+                     borderMode=cv2.BORDER_TRANSPARENT)  # fmt: skip
+
+
+def _peak(expression: str | None) -> np.ndarray:
+    """(68, 2) landmark displacements at the apex of ``expression``; all zero for None."""
+    peak = np.zeros_like(ASTRONAUT_LANDMARKS)
+    for i, d in (EXPRESSIONS[expression] if expression else {}).items():
+        peak[i] = d
+    return peak
 
 
 def _frames(grey: np.ndarray, subject: Subject, seq: Sequence) -> list[np.ndarray]:
     """The frames of one sequence, neutral first and peak last."""
     m = _subject_matrix(subject)
-    peak = np.zeros_like(ASTRONAUT_LANDMARKS)
-    for i, d in EXPRESSIONS[seq.expression].items():
-        peak[i] = d
+    peak = _peak(seq.expression)
     out = []
     for k in range(seq.frames):
         w = _smoothstep(k / (seq.frames - 1))
@@ -222,4 +258,113 @@ def write_ckplus_sample(out: Path) -> Path:
                 emotion.mkdir(parents=True, exist_ok=True)
                 label = f"   {CK_CODES[seq.expression]:.7e}\n"
                 (emotion / f"{stem}_{len(frames):08d}_emotion.txt").write_text(label, newline="\n")
+    return root
+
+
+# --- AFEW ------------------------------------------------------------------------------------
+
+AFEW_SIZE = (480, 360)  # (w, h); AFEW itself is 720x576, smaller keeps CI fast
+AFEW_FPS = 25
+AFEW_BACKGROUND = (70, 60, 50)  # BGR backdrop where the photo does not reach
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One AFEW clip: where it goes, the expression it ramps to (None: stays neutral), its length,
+    and the face's path as keyframes (0-based frame, scale, dx, dy): output pixels per astronaut
+    pixel and face-centre offset from the frame centre, eased with smoothstep between keys."""
+
+    split: str
+    label: str
+    clip_id: str
+    expression: str | None
+    frames: int
+    path: tuple[tuple[int, float, float, float], ...]
+
+    @property
+    def relpath(self) -> str:
+        """Path of the clip under the AFEW root, e.g. ``Train_AFEW/Happy/000000101.avi``."""
+        return f"{self.split}/{self.label}/{self.clip_id}.avi"
+
+
+AFEW_CLIPS = (
+    # Drifts left to right and zooms in while smiling.
+    Clip("Train_AFEW", "Happy", "000000101", "happy", 60,
+         ((0, 1.3, -60, 10), (59, 1.7, 40, 0))),
+    # Zooms out while the brows rise and the jaw drops.
+    Clip("Train_AFEW", "Surprise", "000000102", "surprise", 50,
+         ((0, 1.7, 10, 10), (49, 1.2, 0, 0))),
+    # Nearly still; slow drift down.
+    Clip("Val_AFEW", "Sad", "000000201", "sadness", 50,
+         ((0, 1.5, 0, -5), (49, 1.55, -15, 10))),
+    # Slides out to the left, stays out, comes back.
+    Clip("Val_AFEW", "Neutral", "000000202", None, 75,
+         ((0, 1.4, 0, 0), (15, 1.4, 0, 0), (27, 1.4, -480, 0), (45, 1.4, -480, 0),
+          (57, 1.4, 0, 0))),
+)  # fmt: skip
+
+# Frames (1-based, as fer_prep.video.decode numbers them) in which the whole face, with a margin,
+# is outside the picture, so no detector can find it.
+AFEW_NO_FACE = {"Val_AFEW/Neutral/000000202.avi": range(25, 50)}
+
+
+class SampleError(RuntimeError):
+    """ffmpeg could not write a sample video; the message carries its reason."""
+
+
+def _pose(clip: Clip, k: int) -> tuple[float, float, float]:
+    """(scale, dx, dy) of ``clip`` at 0-based frame ``k``; held outside the first and last keys."""
+    for (k0, *a), (k1, *b) in itertools.pairwise(clip.path):
+        if k <= k1:
+            w = _smoothstep(min(max((k - k0) / (k1 - k0), 0.0), 1.0))
+            s, dx, dy = (x + w * (y - x) for x, y in zip(a, b, strict=True))
+            return s, dx, dy
+    _, s, dx, dy = clip.path[-1]
+    return s, dx, dy
+
+
+def _clip_frames(image: np.ndarray, background: np.ndarray, clip: Clip) -> Iterator[np.ndarray]:
+    """The BGR frames of ``clip``: the face follows its path, the expression ramps to its peak."""
+    peak = _peak(clip.expression)
+    for k in range(clip.frames):
+        scale, dx, dy = _pose(clip, k)
+        m = _similarity(scale, 0.0, False, (dx, dy), AFEW_SIZE)
+        yield _render(image, m, _smoothstep(k / (clip.frames - 1)) * peak, AFEW_SIZE, background)
+
+
+def _encode(frames: Iterator[np.ndarray], path: Path) -> None:
+    """Pipe raw BGR frames through ffmpeg into an MPEG-4 part 2 AVI (the codec family of AFEW's
+    XviD clips). One thread and bitexact flags with no metadata make the bytes repeatable."""
+    w, h = AFEW_SIZE
+    cmd = (
+        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{w}x{h}", framerate=AFEW_FPS)
+        .output(str(path.absolute()), vcodec="mpeg4", pix_fmt="yuv420p", threads=1,
+                fflags="+bitexact", map_metadata=-1, **{"q:v": 3, "flags:v": "+bitexact"})
+        .global_args("-hide_banner", "-loglevel", "error")
+        .overwrite_output()
+        .compile(cmd=ffmpeg_exe())
+    )  # fmt: skip
+    raw = b"".join(frame.tobytes() for frame in frames)
+    proc = subprocess.run(cmd, input=raw, capture_output=True)
+    if proc.returncode != 0:
+        log = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        reason = log[-1] if log else f"exit status {proc.returncode}"
+        raise SampleError(f"{path}: ffmpeg could not encode the sample clip: {reason}")
+
+
+def write_afew_sample(out: Path) -> Path:
+    """Write the sample in AFEW's original layout under ``out/afew`` and return that root.
+
+    Layout: ``Train_AFEW/<Class>/<id>.avi`` and ``Val_AFEW/<Class>/<id>.avi`` with AFEW's class
+    folder names and 9-digit clip ids; 480x360 colour, 25 fps, 2-3 s each (see ``AFEW_CLIPS``;
+    ``AFEW_NO_FACE`` lists the frames without a face). Re-running overwrites the same files with
+    identical bytes. Raises ``SampleError`` if ffmpeg fails.
+    """
+    root = Path(out) / "afew"
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    background = np.full((AFEW_SIZE[1], AFEW_SIZE[0], 3), AFEW_BACKGROUND, np.uint8)
+    for clip in AFEW_CLIPS:
+        path = root / clip.relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _encode(_clip_frames(image, background, clip), path)
     return root

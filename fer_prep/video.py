@@ -24,6 +24,11 @@ FRAME_PATTERN = "%07d.jpg"  # one naming template for producer and consumer
 _SHOWINFO = re.compile(r"\[Parsed_showinfo[^\]]*\]\s*n:\s*(\d+)\s+pts:\s*\S+\s+pts_time:\s*(\S+)")
 
 
+# every decoded frame once, in the filter's time base: variable-frame-rate phone videos would
+# otherwise collide on the encoder's 1/fps clock ("Invalid pts") and fail half way
+_PASSTHROUGH = {"fps_mode": "passthrough", "enc_time_base": "filter"}
+
+
 class VideoError(RuntimeError):
     """ffmpeg could not read the video; the message carries its reason."""
 
@@ -67,9 +72,7 @@ def _reason(log: str, path: Path) -> str:
 
 
 def _command(output) -> list[str]:
-    return output.global_args("-nostdin", "-hide_banner", "-loglevel", "info").compile(
-        cmd=ffmpeg_exe()
-    )
+    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "info", *output.get_args()]
 
 
 def extract_frames(
@@ -83,7 +86,7 @@ def extract_frames(
     out_dir.mkdir(parents=True, exist_ok=True)
     pattern = str(out_dir / FRAME_PATTERN).replace("%", "%%").replace("%%07d", "%07d")
     output = _stream(path, fps, max_side).output(
-        pattern, fps_mode="passthrough", start_number=1, **{"q:v": quality}
+        pattern, start_number=1, **_PASSTHROUGH, **{"q:v": quality}
     )
     proc = subprocess.run(_command(output), capture_output=True)
     log = proc.stderr.decode("utf-8", errors="replace")
@@ -102,8 +105,9 @@ def decode(
 
     Returns the iterator and a list that holds the timestamps once the iterator is exhausted.
     """
-    output = _stream(path, fps, max_side).output("pipe:", format="image2pipe", vcodec="ppm",
-                                                 fps_mode="passthrough")
+    output = _stream(path, fps, max_side).output(
+        "pipe:", format="image2pipe", vcodec="ppm", **_PASSTHROUGH
+    )
     times: list[float] = []
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
