@@ -15,7 +15,10 @@ setup: $(BIN)/fer-prep
 demo: setup  ## the main job on the embedded sample data (no ../shared, no download)
 	$(BIN)/fer-prep sample --out sample-data
 	$(BIN)/fer-prep ckplus align --root sample-data/ckplus --work fer-work --include-unlabelled
-	@echo "aligned faces: fer-work/ckplus/align/faces   manifest: fer-work/ckplus/align/manifest.csv"
+	$(BIN)/fer-prep afew video2frame --root sample-data/afew --work fer-work
+	$(BIN)/fer-prep afew align --work fer-work
+	@echo "CK+ faces:  fer-work/ckplus/align/faces  (manifest: fer-work/ckplus/align/manifest.csv)"
+	@echo "AFEW:       fer-work/afew/frames, fer-work/afew/align/faces  (manifest.csv in each)"
 
 test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARED)
 	$(BIN)/ruff check .
@@ -24,3 +27,4 @@ test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARE
 bench: setup  ## speed side by side with the seeds' own methods (needs ../shared)
 	$(BIN)/python bench/ckplus_align.py
 	$(BIN)/python bench/mesh68_error.py
+	$(BIN)/python bench/afew_video.py

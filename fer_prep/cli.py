@@ -45,6 +45,8 @@ def align_options(func):
         click.option("--padding", type=click.FloatRange(0, 2),
                      help="Margin around the template, dlib's convention [0.25]."),
         click.option("--grey/--colour", "grey", default=None, help="Grey or colour chips."),
+        click.option("--format", type=click.Choice(["png", "jpg"]),
+                     help="Chip files: png (lossless) or jpg (q95, faster) [png]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -72,11 +74,17 @@ def main() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the sample datasets into.")
 def sample(out: Path) -> None:
-    """Write a tiny CK+-layout dataset made from a photograph shipped with scikit-image."""
-    from fer_prep.sample import write_ckplus_sample
+    """Write tiny CK+ and AFEW datasets made from a photograph shipped with scikit-image."""
+    from fer_prep.sample import SampleError, write_afew_sample, write_ckplus_sample
 
-    root = write_ckplus_sample(out)
-    click.echo(f"CK+ sample written to {root}\n  next: fer-prep ckplus align --root {root}")
+    ck = write_ckplus_sample(out)
+    click.echo(f"CK+ sample written to {ck}\n  next: fer-prep ckplus align --root {ck}")
+    try:
+        afew_root = write_afew_sample(out)
+    except SampleError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"AFEW sample written to {afew_root}\n"
+               f"  next: fer-prep afew video2frame --root {afew_root} && fer-prep afew align")
 
 
 @main.command("list", epilog=_example("fer-prep list"))
@@ -119,6 +127,101 @@ def ckplus_align(root: Path, frames: str, include_unlabelled: bool, preset: str,
 
     samples = read_ckplus(root, frames=frames, include_unlabelled=include_unlabelled)
     result = run_align(samples, work, resolve_align(preset, **align), jobs=jobs, force=force)
+    click.echo(result.summary())
+    click.echo(f"  faces:    {result.folder / 'faces'}")
+
+
+def frame_options(func):
+    """--fps / --quality / --max-side: how frames come out of a video."""
+    options = [
+        click.option("--fps", default="all", show_default=True,
+                     help="Every frame ('all') or N frames per second."),
+        click.option("--quality", type=click.IntRange(2, 31), default=2, show_default=True,
+                     help="JPEG quality as ffmpeg's -q:v (2 best, 31 worst)."),
+        click.option("--max-side", type=click.IntRange(16), default=None,
+                     help="Shrink frames to fit PX × PX (never enlarged)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _fps(value: str) -> float | None:
+    if value == "all":
+        return None
+    try:
+        fps = float(value)
+    except ValueError:
+        message = f"{value!r} is neither 'all' nor a number"
+        raise click.BadParameter(message, param_hint="--fps") from None
+    if fps <= 0:
+        raise click.BadParameter("must be positive", param_hint="--fps")
+    return fps
+
+
+@main.group()
+def afew() -> None:
+    """AFEW (EmotiW) videos in their original layout."""
+
+
+@afew.command("video2frame", epilog=_example(
+    "fer-prep afew video2frame --root /data/AFEW --work fer-work --fps all --max-side 720"))
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="AFEW root holding Train_AFEW/ and Val_AFEW/.")
+@frame_options
+@work_options
+def afew_video2frame(root: Path, fps: str, quality: int, max_side: int | None, work: Path,
+                     jobs: int, force: bool) -> None:
+    """Extract every frame of every clip into WORK/afew/frames/<split>/<Class>/<clip>/."""
+    from fer_prep.adapters.afew import read_afew
+    from fer_prep.stages.video2frame import FrameParams, video2frame
+
+    params = FrameParams(fps=_fps(fps), quality=quality, max_side=max_side)
+    result = video2frame(read_afew(root), work, params, jobs=jobs, force=force)
+    click.echo(result.summary())
+    click.echo(f"  frames:   {result.folder}")
+
+
+@afew.command("align", epilog=_example(
+    "fer-prep afew align --work fer-work --backend mediapipe --smooth\n"
+    "  fer-prep afew align --from-video --root /data/AFEW --preset emotion-fan"))
+@click.option("--smooth", is_flag=True, help="Smooth landmarks over time before cutting chips.")
+@click.option("--from-video", is_flag=True,
+              help="Decode the videos directly (needs --root); no frame files are written.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="AFEW root, for --from-video.")
+@frame_options
+@align_options
+@work_options
+def afew_align(smooth: bool, from_video: bool, root: Path | None, fps: str, quality: int,
+               max_side: int | None, preset: str, work: Path, jobs: int, force: bool,
+               **align: Any) -> None:
+    """Align every frame of every clip into WORK/afew/align/, following faces through clips.
+
+    Reads the frames of `afew video2frame` (or, with --from-video, the videos). A frame with no
+    face borrows the nearest detected frame's landmarks (status `borrowed`); a clip without any
+    face gives `no_face` rows. --fps / --max-side apply with --from-video.
+    """
+    from fer_prep.manifest import read_manifest
+    from fer_prep.stages.align_video import ClipParams, align_clips, clips_from_frames
+
+    if from_video:
+        if root is None:
+            raise click.UsageError("--from-video needs --root (the AFEW folder)")
+        from fer_prep.adapters.afew import read_afew
+
+        clips = read_afew(root)
+        clip = ClipParams(smooth=smooth, from_video=True, fps=_fps(fps), max_side=max_side)
+    else:
+        frames_dir = work / "afew" / "frames"
+        try:
+            frames = read_manifest(frames_dir)
+        except FileNotFoundError as exc:
+            raise click.ClickException(f"{exc}: `fer-prep afew video2frame` makes it") from None
+        clips = clips_from_frames(frames, frames_dir)
+        clip = ClipParams(smooth=smooth)
+    params = resolve_align(preset, **align)
+    result = align_clips(clips, work, params, clip, jobs=jobs, force=force)
     click.echo(result.summary())
     click.echo(f"  faces:    {result.folder / 'faces'}")
 

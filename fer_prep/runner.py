@@ -53,6 +53,8 @@ class StageSpec:
     outputs: tuple[str, ...] = ()  # result columns holding file paths to check before reuse
     columns: tuple[str, ...] = ()  # leading manifest columns, in order
     quiet: frozenset[str] = frozenset({"ok"})  # statuses not worth a warning line
+    internal: tuple[str, ...] = ()  # item columns the workers need but the manifest leaves out
+    integers: tuple[str, ...] = ()  # result columns that hold whole numbers (nullable)
 
     def folder(self, work: Path) -> Path:
         return Path(work) / self.dataset / self.name
@@ -204,7 +206,11 @@ def run_stage(
         finally:
             progress.close()
 
-    manifest = _assemble(items, results, spec.columns)
+    manifest = _assemble(items, results, spec.columns).drop(columns=list(spec.internal),
+                                                            errors="ignore")
+    for col in spec.integers:
+        if col in manifest:
+            manifest[col] = manifest[col].astype("Int64")
     for row in items[items["status"] != "ok"].itertuples():
         if getattr(row, "message", None):
             click.echo(f"warning: {row.message}", err=True)  # the adapter's own complaints

@@ -1,4 +1,5 @@
-"""The embedded CK+ sample: layout, labels, visible synthetic motion, real dlib detections."""
+"""The embedded CK+ and AFEW samples: layout, labels, decodable video, visible synthetic motion,
+real dlib detections, byte-identical output."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_prep.sample import write_ckplus_sample
+from fer_prep.sample import AFEW_NO_FACE, SampleError, write_afew_sample, write_ckplus_sample
+from fer_prep.video import decode
 
 # (subject, sequence) -> CK+ emotion code; None means unlabelled.
 EXPECTED = {
@@ -103,3 +105,96 @@ def test_deterministic_and_idempotent(root: Path, tmp_path: Path) -> None:
     assert snapshot(again) == snapshot(root)
     write_ckplus_sample(tmp_path)  # overwrite in place
     assert snapshot(again) == snapshot(root)
+
+
+# --- AFEW ------------------------------------------------------------------------------------
+
+# Clip path under the AFEW root -> frame count (25 fps, so 2-3 s).
+AFEW_EXPECTED = {
+    "Train_AFEW/Happy/000000101.avi": 60,
+    "Train_AFEW/Surprise/000000102.avi": 50,
+    "Val_AFEW/Sad/000000201.avi": 50,
+    "Val_AFEW/Neutral/000000202.avi": 75,
+}
+AFEW_CLASSES = {"Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"}
+
+
+@pytest.fixture(scope="module")
+def afew(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_afew_sample(tmp_path_factory.mktemp("afew-sample"))
+
+
+def rgb_frames(path: Path) -> dict[int, np.ndarray]:
+    """Every frame of ``path`` by 1-based index, as contiguous RGB (what dlib wants)."""
+    frames, _ = decode(path)
+    return {i: np.ascontiguousarray(bgr[..., ::-1]) for i, bgr in frames}
+
+
+def face_box(detector: dlib.fhog_object_detector, rgb: np.ndarray) -> dlib.rectangle:
+    (face,) = detector(rgb, 1)
+    return face
+
+
+def test_afew_layout(afew: Path) -> None:
+    assert afew.name == "afew"
+    assert {p.relative_to(afew).as_posix() for p in afew.rglob("*") if p.is_file()} == set(
+        AFEW_EXPECTED
+    )
+    assert {p.name for p in afew.iterdir()} == {"Train_AFEW", "Val_AFEW"}
+    for rel, count in AFEW_EXPECTED.items():
+        _, label, name = rel.split("/")
+        assert label in AFEW_CLASSES
+        assert re.fullmatch(r"\d{9}\.avi", name)
+        assert 2 <= count / 25 <= 3
+
+
+def test_afew_clips_decode(afew: Path) -> None:
+    for rel, count in AFEW_EXPECTED.items():
+        frames, times = decode(afew / rel)
+        shapes = [bgr.shape for _, bgr in frames]
+        assert shapes == [(360, 480, 3)] * count, rel
+        assert times == pytest.approx([k / 25 for k in range(count)], abs=1e-3), rel
+        cap = cv2.VideoCapture(str(afew / rel))
+        try:
+            assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25)
+            seen = 0
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                assert frame.shape == (360, 480, 3)
+                seen += 1
+        finally:
+            cap.release()
+        assert seen == count, rel
+
+
+def test_afew_faces_and_motion(afew: Path) -> None:
+    detector = dlib.get_frontal_face_detector()
+    assert set(AFEW_NO_FACE) <= set(AFEW_EXPECTED)
+    boxes = {}
+    for rel, count in AFEW_EXPECTED.items():
+        frames = rgb_frames(afew / rel)
+        boxes[rel] = face_box(detector, frames[1]), face_box(detector, frames[count])
+        faceless = AFEW_NO_FACE.get(rel, range(0))
+        assert all(i in frames for i in faceless)
+        assert [i for i in faceless if detector(frames[i], 1)] == [], rel
+    assert sum(len(r) for r in AFEW_NO_FACE.values()) >= 5
+    first, last = boxes["Train_AFEW/Happy/000000101.avi"]  # drifts right and zooms in
+    assert last.center().x > first.center().x + 50 and last.width() > 1.15 * first.width()
+    first, last = boxes["Train_AFEW/Surprise/000000102.avi"]  # zooms out
+    assert last.width() < 0.85 * first.width()
+
+
+def test_afew_deterministic_and_idempotent(afew: Path, tmp_path: Path) -> None:
+    again = write_afew_sample(tmp_path)
+    assert snapshot(again) == snapshot(afew)
+    write_afew_sample(tmp_path)  # overwrite in place
+    assert snapshot(again) == snapshot(afew)
+
+
+def test_afew_ffmpeg_failure_is_reported(tmp_path: Path) -> None:
+    blocked = tmp_path / "afew" / "Train_AFEW" / "Happy" / "000000101.avi"
+    blocked.mkdir(parents=True)  # a folder where the clip should go: ffmpeg cannot write it
+    with pytest.raises(SampleError, match=r"000000101\.avi: ffmpeg could not encode"):
+        write_afew_sample(tmp_path)

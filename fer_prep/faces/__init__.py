@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,19 @@ class FaceBackend(ABC):
     @abstractmethod
     def model_files(cls) -> list[Path]:
         """The model files this backend reads, hashed into every stage record."""
+
+    def tracker(self) -> Callable[[np.ndarray], Face | None]:
+        """A function from the next frame of one clip to its face (the largest), or None.
+
+        Call once per clip. Backends with a video mode override this to follow the face from
+        frame to frame instead of detecting it afresh.
+        """
+
+        def largest(image: np.ndarray) -> Face | None:
+            found = self.faces(image)
+            return found[0] if found else None
+
+        return largest
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """Every face in the image, largest first (a box the landmarker rejects is dropped)."""

@@ -8,6 +8,7 @@ work; its 478 points are kept and mapped to the 68-point scheme.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -38,6 +39,11 @@ class MediaPipeBackend(FaceBackend):
             static_image_mode=True, max_num_faces=1, refine_landmarks=True,
             min_detection_confidence=0.3,
         )
+        # video mode: MediaPipe follows the face from the last frame's landmarks and runs its
+        # (short-range) detector only when it loses it — about 3 ms a frame instead of 12
+        self.video_mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+        )
 
     @classmethod
     def model_files(cls) -> list[Path]:
@@ -47,6 +53,26 @@ class MediaPipeBackend(FaceBackend):
             root / "face_detection" / "face_detection_short_range.tflite",
             root / "face_landmark" / "face_landmark_with_attention.tflite",
         ]
+
+    def tracker(self) -> Callable[[np.ndarray], Face | None]:
+        self.video_mesh.reset()
+
+        def track(image: np.ndarray) -> Face | None:
+            result = self.video_mesh.process(to_rgb(image))
+            if not result.multi_face_landmarks:  # lost (or never found): detect afresh
+                found = self.faces(image)
+                return found[0] if found else None
+            h, w = image.shape[:2]
+            marks = result.multi_face_landmarks[0].landmark
+            mesh = np.array([(p.x * w, p.y * h, p.z * w) for p in marks], dtype=np.float32)
+            lm68 = mesh_to_68(mesh)
+            x0, y0 = lm68.min(0)
+            x1, y1 = lm68.max(0)
+            box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+            return Face(box=box, score=float("nan"), landmarks68=lm68, landmarks478=mesh,
+                        detector="mesh-tracking")
+
+        return track
 
     def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
         h, w = image.shape[:2]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from fer_prep.align import TEMPLATES, align_face
 from fer_prep.cache import digest, file_hash
-from fer_prep.faces import FaceBackend, backend_class, create_backend
+from fer_prep.faces import Face, FaceBackend, backend_class, create_backend
 from fer_prep.images import UnreadableImage, read_image, write_image
 from fer_prep.manifest import FACE_COLUMNS
 from fer_prep.runner import StageResult, StageSpec, run_stage
@@ -34,6 +34,7 @@ class AlignParams:
     size: int | None = None
     padding: float | None = None
     grey: bool = False
+    format: str = "png"  # chip files: png (lossless) or jpg (quality 95, smaller and faster)
 
     def resolved(self) -> AlignParams:
         """Fill the template's defaults in, so the stage record says what was used."""
@@ -44,6 +45,7 @@ class AlignParams:
             size=tpl.size if self.size is None else int(self.size),
             padding=tpl.padding if self.padding is None else float(self.padding),
             grey=self.grey,
+            format=self.format,
         )
 
 
@@ -53,9 +55,39 @@ def _backend(name: str) -> FaceBackend:
     return create_backend(name)
 
 
-def face_path(sample_id: str, subdir: str) -> str:
-    """Where a sample's chip goes, relative to the stage folder: faces/<subdir>/<sample_id>.png."""
-    return f"{FACES}/{subdir}/{sample_id}.png" if subdir else f"{FACES}/{sample_id}.png"
+def face_path(name: str, subdir: str | None, fmt: str) -> str:
+    """Where a chip goes, relative to the stage folder: faces/<subdir>/<name>.<fmt>."""
+    return f"{FACES}/{subdir}/{name}.{fmt}" if subdir else f"{FACES}/{name}.{fmt}"
+
+
+def chip_fields(image: np.ndarray, face: Face, rel: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Cut, write (atomically) and describe the chip of `face`: the manifest fields of a face."""
+    if ctx["grey"] and image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    elif not ctx["grey"] and image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    chip, matrix = align_face(image, face, ctx["template"], ctx["size"], ctx["padding"])
+    write_image(Path(ctx["folder"]) / rel, chip)
+    return {
+        "face_path": rel,
+        "box": np.asarray(face.box),
+        "detector_box": None if face.detector_box is None else np.asarray(face.detector_box),
+        "score": face.score,
+        "detector": face.detector,
+        "landmarks68": face.landmarks68,
+        "landmarks5": face.landmarks5,
+        "landmarks478": face.landmarks478,
+        "dlib5": face.dlib5,
+        "matrix": matrix,
+    }
+
+
+def failure(exc: Exception, where: str, backend: str, image: np.ndarray) -> dict[str, Any]:
+    """The status and message of a model that raised on one image."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    shape = f"{image.shape[1]}x{image.shape[0]}"
+    return {"status": "failed", "message": f"{where}: {backend} failed on this {shape} image: "
+                                           f"{reason}"}
 
 
 def align_batch(items: list[dict[str, Any]], ctx: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,48 +103,15 @@ def _align_one(item: dict[str, Any], backend: FaceBackend, ctx: dict[str, Any]) 
     except UnreadableImage as exc:
         return {**row, "status": "unreadable", "message": str(exc)}
     try:
-        return _align_image(item, image, backend, ctx, row)
+        faces = backend.faces(image)
+        row.update(height=image.shape[0], width=image.shape[1], n_faces=len(faces))
+        if not faces:
+            return {**row, "status": "no_face",
+                    "message": f"{item['source_path']}: no face found by {ctx['backend']}"}
+        rel = face_path(item["sample_id"], item.get("face_dir"), ctx["format"])
+        return {**row, "status": "ok", "message": "", **chip_fields(image, faces[0], rel, ctx)}
     except Exception as exc:  # a model choking on one odd frame must not end the run
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-        return {**row, "status": "failed",
-                "message": f"{item['source_path']}: {ctx['backend']} failed on this "
-                           f"{image.shape[1]}x{image.shape[0]} image: {reason}"}
-
-
-def _align_image(
-    item: dict[str, Any], image: np.ndarray, backend: FaceBackend, ctx: dict[str, Any],
-    row: dict[str, Any],
-) -> dict[str, Any]:
-    faces = backend.faces(image)
-    row.update(height=image.shape[0], width=image.shape[1], n_faces=len(faces))
-    if not faces:
-        return {
-            **row, "status": "no_face",
-            "message": f"{item['source_path']}: no face found by {ctx['backend']}",
-        }
-    face = faces[0]  # largest
-    if ctx["grey"] and image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    elif not ctx["grey"] and image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    chip, matrix = align_face(image, face, ctx["template"], ctx["size"], ctx["padding"])
-    rel = face_path(item["sample_id"], item.get("face_dir", ""))
-    write_image(Path(ctx["folder"]) / rel, chip)
-    return {
-        **row,
-        "status": "ok",
-        "message": "",
-        "face_path": rel,
-        "box": np.asarray(face.box),
-        "detector_box": np.asarray(face.detector_box),
-        "score": face.score,
-        "detector": face.detector,
-        "landmarks68": face.landmarks68,
-        "landmarks5": face.landmarks5,
-        "landmarks478": face.landmarks478,
-        "dlib5": face.dlib5,
-        "matrix": matrix,
-    }
+        return {**row, **failure(exc, item["source_path"], ctx["backend"], image)}
 
 
 def align(
@@ -148,5 +147,6 @@ def align(
         outputs=("face_path",),
         columns=FACE_COLUMNS,
         quiet=frozenset({"ok", "no_face"}),
+        integers=("n_faces", "width", "height"),
     )
     return run_stage(spec, items, align_batch, work, jobs=jobs, force=force)

@@ -82,6 +82,6 @@ def video2frame(
     ]
     spec = StageSpec(
         dataset=str(videos["dataset"].iloc[0]), name="frames", version=VERSION,
-        params=asdict(params), outputs=("frame_path",), columns=COLUMNS,
+        params=asdict(params), outputs=("frame_path",), columns=COLUMNS, integers=("frame",),
     )
     return run_stage(spec, items, extract_batch, work, jobs=jobs, force=force, batch_size=1)
