@@ -1,0 +1,212 @@
+"""`afew video2frame` and `afew align` on real face videos from ../shared/data/media."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import dlib
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fer_prep.cli import main
+from fer_prep.faces.dlib import dlib_model
+from fer_prep.images import read_image
+from fer_prep.manifest import read_manifest
+
+ODD = "clip with spaces 'quotes' é"
+CLIPS = {  # split/class/name: source in data/media
+    "Train_AFEW/Happy/WolfgangLanger_Pexels.mp4": "WolfgangLanger_Pexels.mp4",
+    "Train_AFEW/Neutral/single_face.mp4": "single_face.mp4",
+    f"Val_AFEW/Angry/{ODD}.mp4": "single_face.mp4",
+    "Val_AFEW/Sad/face_noface.mov": "face_noface.mov",
+    "Val_AFEW/Surprise/noface_face.mov": "noface_face.mov",
+    "Val_AFEW/Neutral/no_face.mp4": "no_face.mp4",
+}
+FACE_CLIPS = ["train_WolfgangLanger_Pexels", "train_single_face", f"val_{ODD}"]
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def afew(shared: Path, tmp_path_factory) -> dict[str, Path]:
+    """An AFEW-layout folder of real clips plus a corrupt and an empty one, run through both."""
+    root = tmp_path_factory.mktemp("afew")
+    for rel, src in CLIPS.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / "data/media" / src, root / rel)
+    (root / "Val_AFEW/Disgust").mkdir()
+    corrupt = root / "Val_AFEW/Disgust/corrupt.avi"
+    corrupt.write_bytes((shared / "data/media/single_face.mp4").read_bytes()[:4000])
+    (root / "Val_AFEW/Fear").mkdir()
+    (root / "Val_AFEW/Fear/empty.avi").write_bytes(b"")
+    work = tmp_path_factory.mktemp("work")
+    frames_out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work))
+    align_out = _cli("afew", "align", "--work", str(work))
+    return {"root": root, "work": work, "frames_out": frames_out, "align_out": align_out}
+
+
+def _decoded_count(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.grab():
+        count += 1
+    return count
+
+
+def test_frame_counts_equal_the_decoded_counts(afew) -> None:
+    frames = read_manifest(afew["work"] / "afew/frames")
+    ok = frames[frames.status == "ok"]
+    for source, group in ok.groupby("source_path"):
+        assert len(group) == _decoded_count(Path(source)), source
+        assert group.frame.tolist() == list(range(1, len(group) + 1))
+        assert group.timestamp.is_monotonic_increasing and group.timestamp.iloc[0] == 0
+        files = [afew["work"] / "afew/frames" / p for p in group.frame_path]
+        assert all(f.is_file() for f in files)
+        assert files[0].name == "0000001.jpg"
+    assert set(ok.sequence) == {
+        "train_WolfgangLanger_Pexels", "train_single_face", f"val_{ODD}", "val_face_noface",
+        "val_noface_face", "val_no_face",
+    }
+    odd = ok[ok.sequence == f"val_{ODD}"].frame_path.iloc[0]
+    assert odd.startswith(f"val/Angry/{ODD}/")  # spaces, quotes and é survive
+
+
+def test_a_broken_video_fails_alone(afew) -> None:
+    frames = read_manifest(afew["work"] / "afew/frames").set_index("sequence")
+    for name in ("corrupt", "empty"):
+        row = frames.loc[f"val_{name}"]
+        assert row.status == "failed" and f"{name}.avi: ffmpeg: " in row.message
+        assert "Invalid data" in row.message
+        assert f"{name}.avi" in afew["frames_out"]  # said on the console
+    align = read_manifest(afew["work"] / "afew/align")
+    assert (align[align.sequence == "val_corrupt"].status == "failed").all()
+
+
+def test_faces_on_the_face_clips(afew) -> None:
+    align = read_manifest(afew["work"] / "afew/align")
+    for clip in FACE_CLIPS:
+        rows = align[align.sequence == clip]
+        assert (rows.status == "ok").mean() >= 0.99, clip
+        assert rows.status.isin(["ok", "borrowed"]).all(), clip
+    folder = afew["work"] / "afew/align"
+    ok = align[align.status == "ok"]
+    chip = read_image(folder / ok.face_path.iloc[0])
+    assert chip.shape == (224, 224, 3)
+
+
+def test_borrowed_and_no_face_rows_are_flagged(afew) -> None:
+    align = read_manifest(afew["work"] / "afew/align")
+    assert (align[align.sequence == "val_no_face"].status == "no_face").all()
+    for clip in ("val_face_noface", "val_noface_face"):
+        rows = align[align.sequence == clip].set_index("frame")
+        borrowed = rows[rows.status == "borrowed"]
+        detected = rows.index[rows.status == "ok"].to_numpy()
+        assert len(borrowed) >= 10 and len(detected) >= 10, clip
+        for frame, row in borrowed.iterrows():
+            assert rows.loc[row.borrowed_from, "status"] == "ok"
+            assert row.borrow_distance == abs(frame - row.borrowed_from)
+            assert row.borrow_distance == np.abs(detected - frame).min()  # the nearest one
+            assert (afew["work"] / "afew/align" / row.face_path).is_file()
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_rerun_is_a_no_op_and_a_half_extracted_video_is_redone(afew) -> None:
+    work, root = afew["work"], afew["root"]
+    before = _mtimes(work)
+    out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work))
+    assert "unchanged, skipped" in out
+    out = _cli("afew", "align", "--work", str(work))
+    assert "unchanged, skipped" in out
+    assert _mtimes(work) == before
+
+    clip = work / "afew/frames/train/Neutral/single_face"
+    for jpg in sorted(clip.glob("*.jpg"))[30:]:
+        jpg.unlink()  # as if killed half way through this video
+    leftover = clip.with_name(".single_face.tmp-99999")
+    leftover.mkdir()
+    (leftover / "0000001.jpg").write_bytes(b"half")
+    out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work))
+    assert "1 computed" in out and not leftover.exists()
+    assert len(list(clip.glob("*.jpg"))) == 72
+
+
+def test_from_video_gives_the_same_rows(afew, tmp_path: Path) -> None:
+    """Straight from the videos: the same frames, timestamps and statuses, and no frame files."""
+    work = tmp_path / "work"
+    _cli("afew", "align", "--from-video", "--root", str(afew["root"]), "--work", str(work))
+    direct = read_manifest(work / "afew/align")
+    via_frames = read_manifest(afew["work"] / "afew/align")
+    assert not (work / "afew/frames").exists()
+    assert direct.sample_id.tolist() == via_frames.sample_id.tolist()
+    assert np.allclose(direct.timestamp.dropna(), via_frames.timestamp.dropna())
+    assert (direct.status == via_frames.status).mean() >= 0.98
+    assert direct.frame_path.isna().all()
+
+
+def test_emotion_fan_preset_matches_the_seeds_chips(afew, tmp_path: Path) -> None:
+    """Emotion-FAN: HOG (upsample 1) + 5-point predictor + get_face_chip(224, 0.25) per frame."""
+    root = tmp_path / "afew"
+    (root / "Train_AFEW/Neutral").mkdir(parents=True)
+    shutil.copy(afew["root"] / "Train_AFEW/Neutral/single_face.mp4", root / "Train_AFEW/Neutral")
+    work = tmp_path / "work"
+    _cli("afew", "video2frame", "--root", str(root), "--work", str(work))
+    _cli("afew", "align", "--work", str(work), "--preset", "emotion-fan", "--jobs", "1")
+    manifest = read_manifest(work / "afew/align")
+    assert (manifest.status == "ok").all()
+    hog = dlib.get_frontal_face_detector()
+    sp5 = dlib.shape_predictor(str(dlib_model("shape_predictor_5_face_landmarks.dat")))
+    differences = []
+    for row in manifest.iloc[::6].itertuples():
+        frame = cv2.cvtColor(cv2.imread(str(work / "afew/frames" / row.frame_path)),
+                             cv2.COLOR_BGR2RGB)
+        seed = dlib.get_face_chip(frame, sp5(frame, hog(frame, 1)[0]), size=224, padding=0.25)
+        ours = cv2.cvtColor(read_image(work / "afew/align" / row.face_path), cv2.COLOR_BGR2RGB)
+        differences.append(np.abs(ours.astype(float) - seed).mean())
+    assert max(differences) <= 1.0, np.round(differences, 2)
+
+
+def test_smoothing_steadies_the_landmarks(afew, tmp_path: Path) -> None:
+    """--smooth lowers frame-to-frame landmark jitter (second differences) on a real clip."""
+    from fer_prep.adapters.afew import read_afew
+    from fer_prep.stages.align import AlignParams
+    from fer_prep.stages.align_video import ClipParams, align_clips
+
+    clips = read_afew(afew["root"])
+    clips = clips[clips.sequence == "train_single_face"]
+
+    def jitter(smooth: bool) -> float:
+        result = align_clips(clips, tmp_path / str(smooth), AlignParams(),
+                             ClipParams(smooth=smooth, from_video=True), jobs=1)
+        marks = np.stack(result.manifest.landmarks68.map(lambda v: np.asarray(v)).to_list())
+        return float(np.abs(np.diff(marks, n=2, axis=0)).mean())
+
+    raw, smooth = jitter(False), jitter(True)
+    assert smooth < 0.8 * raw, (raw, smooth)
+    record = pd.read_json(tmp_path / "True/afew/align/stage.json", typ="series")
+    assert record["params"]["smooth"] is True
+
+
+def test_adapter_reads_emotion_fan_folder_names_and_flags_unknown_classes(tmp_path: Path) -> None:
+    from fer_prep.adapters.afew import read_afew
+
+    for rel in ["train_afew/Happy/000123.avi", "val_afew/Sad/000123.MP4",
+                "val_afew/Bored/000999.webm", "val_afew/Sad/notes.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    table = read_afew(tmp_path).set_index("sample_id")
+    assert sorted(table.index) == ["train_000123", "val_000123", "val_000999"]  # split-keyed
+    assert table.loc["train_000123", "label"] == "happiness"
+    assert table.loc["val_000123", ["label", "label_code"]].tolist() == ["sadness", 5]
+    assert table.loc["val_000999", "status"] == "bad_label"
+    assert "Bored" in table.loc["val_000999", "message"]
