@@ -210,3 +210,13 @@ def test_adapter_reads_emotion_fan_folder_names_and_flags_unknown_classes(tmp_pa
     assert table.loc["val_000123", ["label", "label_code"]].tolist() == ["sadness", 5]
     assert table.loc["val_000999", "status"] == "bad_label"
     assert "Bored" in table.loc["val_000999", "message"]
+
+
+def test_manifests_follow_the_shipped_schemas(afew) -> None:
+    from manifests import schema
+
+    for stage, name in (("frames", "frames"), ("align", "faces")):
+        manifest = read_manifest(afew["work"] / "afew" / stage)
+        table = schema(name)
+        assert set(manifest.columns) <= set(table.column), stage
+        assert set(table.loc[table.required == "yes", "column"]) <= set(manifest.columns), stage
