@@ -150,9 +150,9 @@ class EmotionFanBackend(DlibCnnBackend):
 
     def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
         # HOG on a grey frame equals HOG on its RGB copy (same gradients), at a third of the cost
-        rects, scores, _ = self.hog.run(self._input(image), 1, 0.0)
-        found = [(_box(r), float(s), "hog") for r, s in zip(rects, scores, strict=True)]
         rgb = to_rgb(image)
+        rects, scores, _ = self.hog.run(image if image.ndim == 2 else rgb, 1, 0.0)
+        found = [(_box(r), float(s), "hog") for r, s in zip(rects, scores, strict=True)]
         if not found:
             found = self._cnn(rgb, self.upsample, "cnn")
         for tag, enhance in self.fallbacks:

@@ -1,0 +1,121 @@
+"""Aligned faces per second on real face videos: Emotion-FAN's own method beside fer-prep's.
+
+The face clips of ../shared/data/media (WolfgangLanger_Pexels.mp4: 472 frames, single_face.mp4:
+72; a face on every frame) are linked into an AFEW layout and run, in one run, each pinned to the
+same single core (ffmpeg and every thread included), through:
+
+1. the Emotion-FAN seed: `ffmpeg -i VIDEO -f image2 OUT/%07d.jpg`, then per frame dlib HOG → CNN
+   → CNN on contrast fixes, 5-point `get_face_chip(size=224, padding=0.25)` (emotion_fan_seed.py);
+2. fer-prep `video2frame` + `align`, default backend (MediaPipe, video mode), PNG and JPEG chips;
+3. the same with the `emotion-fan` preset (the seed's cascade and crop);
+4. fer-prep `align --from-video` (default backend, no frame files).
+
+Times include loading the models, extracting frames and writing every chip and manifest; the
+align stage alone is printed too. Clips where the face comes and goes are left out: there the
+seed (and the preset, which runs its cascade) spend about a minute per face-less frame in four
+CPU passes of the MMOD CNN; the tests cover how fer-prep handles them.
+
+    python bench/afew_video.py [--shared PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from emotion_fan_seed import EmotionFanSeed
+
+from fer_prep.adapters.afew import read_afew
+from fer_prep.manifest import read_manifest
+from fer_prep.stages.align import AlignParams, _backend
+from fer_prep.stages.align_video import ClipParams, align_clips, clips_from_frames
+from fer_prep.stages.video2frame import FrameParams, video2frame
+from fer_prep.video import ffmpeg_exe
+
+CLIPS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
+EMOTION_FAN = AlignParams(backend="emotion-fan", template="dlib-chip5", size=224, padding=0.25)
+
+
+def seed(root: Path, out: Path) -> tuple[int, int, float]:
+    """Emotion-FAN's method on every video of `root`: frames, faces written, seconds."""
+    start = time.perf_counter()
+    model = EmotionFanSeed()
+    frames = faces = 0
+    for video in sorted(root.glob("*/*/*")):
+        frame_dir = out / video.stem
+        frame_dir.mkdir(parents=True)
+        cmd = [ffmpeg_exe(), "-i", str(video), "-f", "image2", str(frame_dir / "%07d.jpg")]
+        subprocess.run(cmd, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        files = sorted(frame_dir.glob("*.jpg"))
+        frames += len(files)
+        faces += model.run(files, out / "faces" / video.stem)
+    return frames, faces, time.perf_counter() - start
+
+
+def fer_prep(root: Path, work: Path, params: AlignParams, from_video: bool = False
+             ) -> tuple[int, int, float, float]:
+    """fer-prep on every video of `root`: frames, faces (ok rows), total and align seconds."""
+    _backend.cache_clear()  # every run loads its own models
+    start = time.perf_counter()
+    videos = read_afew(root)
+    if from_video:
+        clips = videos
+    else:
+        video2frame(videos, work, FrameParams(), jobs=1, force=True)
+        frames_dir = work / "afew" / "frames"
+        clips = clips_from_frames(read_manifest(frames_dir), frames_dir)
+    aligned = time.perf_counter()
+    result = align_clips(clips, work, params, ClipParams(from_video=from_video), jobs=1,
+                         force=True)
+    end = time.perf_counter()
+    status = result.manifest["status"]
+    return len(status), int((status == "ok").sum()), end - start, end - aligned
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path,
+                        default=Path(os.environ.get("FER_PREP_SHARED", "../shared")))
+    args = parser.parse_args()
+    media = args.shared / "data/media"
+    os.sched_setaffinity(0, {0})
+    print(f"one core (pinned to core 0); clips from {media}: {', '.join(CLIPS)}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        root = tmp / "afew"
+        for clip in CLIPS:
+            (root / "Train_AFEW/Happy").mkdir(parents=True, exist_ok=True)
+            (root / "Train_AFEW/Happy" / clip).symlink_to((media / clip).resolve())
+        frames, faces, seconds = seed(root, tmp / "seed")
+        rows.append(("1 Emotion-FAN seed", frames, faces, seconds, None))
+        runs = [
+            ("2 fer-prep default (mediapipe), png", AlignParams(), False),
+            ("2 fer-prep default (mediapipe), jpg", AlignParams(format="jpg"), False),
+            ("3 fer-prep emotion-fan preset", EMOTION_FAN, False),
+            ("4 fer-prep --from-video, png", AlignParams(), True),
+            ("4 fer-prep --from-video, jpg", AlignParams(format="jpg"), True),
+        ]
+        for i, (name, params, from_video) in enumerate(runs):
+            rows.append((name, *fer_prep(root, tmp / f"run{i}", params, from_video)))
+
+    seed_rate = rows[0][2] / rows[0][3]
+    print(f"\n{'method':38s} {'frames':>6s} {'faces':>5s} {'s':>7s} {'faces/s':>8s} "
+          f"{'× seed':>7s} {'align only':>11s}")
+    for name, frames, faces, seconds, align_s in rows:
+        align = "" if align_s is None else f"{faces / align_s:7.1f} /s"
+        print(f"{name:38s} {frames:6d} {faces:5d} {seconds:7.2f} {faces / seconds:8.1f} "
+              f"{faces / seconds / seed_rate:7.2f} {align:>11s}")
+    print("faces/s: aligned faces per second on one core, everything included; align only: the "
+          "align stage alone (models loaded, chips and manifest written)")
+
+
+if __name__ == "__main__":
+    main()
