@@ -51,7 +51,12 @@ class AlignParams:
 
 @cache
 def _backend(name: str) -> FaceBackend:
-    """One backend per worker process, built on first use and kept for every later batch."""
+    """One backend per worker process, built on first use and kept for every later batch.
+
+    The worker processes are the parallelism: OpenCV's own thread pool would only compete with
+    them (and with MediaPipe's threads) for the same cores, so each worker keeps one thread.
+    """
+    cv2.setNumThreads(1)
     return create_backend(name)
 
 
