@@ -15,6 +15,12 @@ def _example(text: str) -> str:
     return "\b\nExample:\n  " + text
 
 
+def root_option(help_text: str, required: bool = True):
+    """--root: the dataset folder in its original published layout."""
+    return click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        required=required, help=help_text)
+
+
 def work_options(func):
     """--work / --jobs / --force, shared by every stage command."""
     func = click.option("--force", is_flag=True, help="Redo the stage even if up to date.")(func)
@@ -111,8 +117,7 @@ def ckplus() -> None:
 
 @ckplus.command("align", epilog=_example(
     "fer-prep ckplus align --root /data/CK+ --work fer-work --backend dlib-hog --frames all"))
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              required=True, help="CK+ root holding cohn-kanade-images/ and Emotion/.")
+@root_option("CK+ root holding cohn-kanade-images/ and Emotion/.")
 @click.option("--frames", type=click.Choice(["neutral-peak", "peak", "all"]),
               default="neutral-peak", show_default=True,
               help="First + last three frames (FMPN), last three, or every frame.")
@@ -166,8 +171,7 @@ def afew() -> None:
 
 @afew.command("video2frame", epilog=_example(
     "fer-prep afew video2frame --root /data/AFEW --work fer-work --fps all --max-side 720"))
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              required=True, help="AFEW root holding Train_AFEW/ and Val_AFEW/.")
+@root_option("AFEW root holding Train_AFEW/ and Val_AFEW/.")
 @frame_options
 @work_options
 def afew_video2frame(root: Path, fps: str, quality: int, max_side: int | None, work: Path,
@@ -188,8 +192,7 @@ def afew_video2frame(root: Path, fps: str, quality: int, max_side: int | None, w
 @click.option("--smooth", is_flag=True, help="Smooth landmarks over time before cutting chips.")
 @click.option("--from-video", is_flag=True,
               help="Decode the videos directly (needs --root); no frame files are written.")
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="AFEW root, for --from-video.")
+@root_option("AFEW root, for --from-video.", required=False)
 @frame_options
 @align_options
 @work_options
