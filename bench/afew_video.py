@@ -34,7 +34,7 @@ from emotion_fan_seed import EmotionFanSeed
 
 from fer_prep.adapters.afew import read_afew
 from fer_prep.manifest import read_manifest
-from fer_prep.stages.align import AlignParams, _backend
+from fer_prep.stages.align import AlignParams, worker_backend
 from fer_prep.stages.align_video import ClipParams, align_clips, clips_from_frames
 from fer_prep.stages.video2frame import FrameParams, video2frame
 from fer_prep.video import ffmpeg_exe
@@ -62,7 +62,7 @@ def seed(root: Path, out: Path) -> tuple[int, int, float]:
 def fer_prep(root: Path, work: Path, params: AlignParams, from_video: bool = False
              ) -> tuple[int, int, float, float]:
     """fer-prep on every video of `root`: frames, faces (ok rows), total and align seconds."""
-    _backend.cache_clear()  # every run loads its own models
+    worker_backend.cache_clear()  # every run loads its own models
     start = time.perf_counter()
     videos = read_afew(root)
     if from_video:

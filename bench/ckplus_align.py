@@ -45,7 +45,7 @@ def main() -> None:
 
         runs = [(b, 1) for b in args.backends.split(",")] + [("mediapipe", resolve_jobs(0))]
         for backend, jobs in runs:
-            align_stage._backend.cache_clear()  # every run loads its own models
+            align_stage.worker_backend.cache_clear()  # every run loads its own models
             params = align_stage.AlignParams(backend=backend)
             start = time.perf_counter()
             result = align_stage.align(samples, Path(tmp) / f"{backend}-{jobs}", params,

@@ -137,18 +137,11 @@ def ckplus_align(root: Path, frames: str, include_unlabelled: bool, preset: str,
 
 
 def frame_options(func):
-    """--fps / --quality / --max-side: how frames come out of a video."""
-    options = [
-        click.option("--fps", default="all", show_default=True,
-                     help="Every frame ('all') or N frames per second."),
-        click.option("--quality", type=click.IntRange(2, 31), default=2, show_default=True,
-                     help="JPEG quality as ffmpeg's -q:v (2 best, 31 worst)."),
-        click.option("--max-side", type=click.IntRange(16), default=None,
-                     help="Shrink frames to fit PX × PX (never enlarged)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """--fps / --max-side: which frames come out of a video, and how large."""
+    func = click.option("--max-side", type=click.IntRange(16), default=None,
+                        help="Shrink frames to fit PX × PX (never enlarged).")(func)
+    return click.option("--fps", default="all", show_default=True,
+                        help="Every frame ('all') or N frames per second.")(func)
 
 
 def _fps(value: str) -> float | None:
@@ -173,6 +166,8 @@ def afew() -> None:
     "fer-prep afew video2frame --root /data/AFEW --work fer-work --fps all --max-side 720"))
 @root_option("AFEW root holding Train_AFEW/ and Val_AFEW/.")
 @frame_options
+@click.option("--quality", type=click.IntRange(2, 31), default=2, show_default=True,
+              help="JPEG quality as ffmpeg's -q:v (2 best, 31 worst).")
 @work_options
 def afew_video2frame(root: Path, fps: str, quality: int, max_side: int | None, work: Path,
                      jobs: int, force: bool) -> None:
@@ -196,7 +191,7 @@ def afew_video2frame(root: Path, fps: str, quality: int, max_side: int | None, w
 @frame_options
 @align_options
 @work_options
-def afew_align(smooth: bool, from_video: bool, root: Path | None, fps: str, quality: int,
+def afew_align(smooth: bool, from_video: bool, root: Path | None, fps: str,
                max_side: int | None, preset: str, work: Path, jobs: int, force: bool,
                **align: Any) -> None:
     """Align every frame of every clip into WORK/afew/align/, following faces through clips.

@@ -50,7 +50,7 @@ class AlignParams:
 
 
 @cache
-def _backend(name: str) -> FaceBackend:
+def worker_backend(name: str) -> FaceBackend:
     """One backend per worker process, built on first use and kept for every later batch.
 
     The worker processes are the parallelism: OpenCV's own thread pool would only compete with
@@ -97,7 +97,7 @@ def failure(exc: Exception, where: str, backend: str, image: np.ndarray) -> dict
 
 def align_batch(items: list[dict[str, Any]], ctx: dict[str, Any]) -> list[dict[str, Any]]:
     """Worker: align each item's frame; every item yields a row, whatever happens."""
-    backend = _backend(ctx["backend"])
+    backend = worker_backend(ctx["backend"])
     return [_align_one(item, backend, ctx) for item in items]
 
 

@@ -30,7 +30,7 @@ from fer_prep.faces import Face, FaceBackend, backend_class
 from fer_prep.images import UnreadableImage, read_image
 from fer_prep.manifest import FACE_COLUMNS
 from fer_prep.runner import StageResult, StageSpec, run_stage
-from fer_prep.stages.align import AlignParams, _backend, chip_fields, face_path, failure
+from fer_prep.stages.align import AlignParams, chip_fields, face_path, failure, worker_backend
 from fer_prep.video import VideoError, decode, frame_name
 
 VERSION = 1
@@ -181,7 +181,7 @@ def _align_clip(
 
 def align_clip_batch(items: list[dict[str, Any]], ctx: dict[str, Any]) -> list[dict[str, Any]]:
     """Worker: align every frame of each clip of the batch."""
-    backend = _backend(ctx["backend"])
+    backend = worker_backend(ctx["backend"])
     clip = ClipParams(ctx["smooth"], ctx["from_video"], ctx["fps"], ctx["max_side"])
     return [row for item in items for row in _align_clip(item, backend, ctx, clip)]
 
