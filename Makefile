@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 $(BIN)/fer-prep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 	touch $@
 
 .PHONY: setup demo test lint bench

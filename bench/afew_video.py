@@ -1,12 +1,15 @@
 """Aligned faces per second on real face videos: Emotion-FAN's own method beside fer-prep's.
 
 The face clips of ../shared/data/media (WolfgangLanger_Pexels.mp4: 472 frames, single_face.mp4:
-72; a face on every frame) are linked into an AFEW layout and run, in one run, each pinned to the
-same single core (ffmpeg and every thread included), through:
+72; a face on every frame) are linked into an AFEW layout, each `--copies` times under other clip
+names (AFEW has 1,156 clips: a worker loads its models once for thousands of frames, not for two
+clips), and run, in one run, each pinned to the same single core (ffmpeg and every thread
+included), through:
 
 1. the Emotion-FAN seed: `ffmpeg -i VIDEO -f image2 OUT/%07d.jpg`, then per frame dlib HOG → CNN
    → CNN on contrast fixes, 5-point `get_face_chip(size=224, padding=0.25)` (emotion_fan_seed.py);
-2. fer-prep `video2frame` + `align`, default backend (MediaPipe, video mode), PNG and JPEG chips;
+2. fer-prep `video2frame` + `align`, default backend (MediaPipe, video mode): JPEG chips (the
+   default for video) and PNG;
 3. the same with the `emotion-fan` preset (the seed's cascade and crop);
 4. fer-prep `align --from-video` (default backend, no frame files).
 
@@ -15,7 +18,7 @@ align stage alone is printed too. Clips where the face comes and goes are left o
 seed (and the preset, which runs its cascade) spend about a minute per face-less frame in four
 CPU passes of the MMOD CNN; the tests cover how fer-prep handles them.
 
-    python bench/afew_video.py [--shared PATH]
+    python bench/afew_video.py [--shared PATH] [--copies N]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emotion_fan_seed import EmotionFanSeed
 
 from fer_prep.adapters.afew import read_afew
+from fer_prep.cli import resolve_align
 from fer_prep.manifest import read_manifest
 from fer_prep.stages.align import AlignParams, worker_backend
 from fer_prep.stages.align_video import ClipParams, align_clips, clips_from_frames
@@ -40,7 +45,6 @@ from fer_prep.stages.video2frame import FrameParams, video2frame
 from fer_prep.video import ffmpeg_exe
 
 CLIPS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
-EMOTION_FAN = AlignParams(backend="emotion-fan", template="dlib-chip5", size=224, padding=0.25)
 
 
 def seed(root: Path, out: Path) -> tuple[int, int, float]:
@@ -83,25 +87,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path,
                         default=Path(os.environ.get("FER_PREP_SHARED", "../shared")))
+    parser.add_argument("--copies", type=int, default=2, help="links per clip (default 2)")
     args = parser.parse_args()
     media = args.shared / "data/media"
     os.sched_setaffinity(0, {0})
-    print(f"one core (pinned to core 0); clips from {media}: {', '.join(CLIPS)}")
+    print(f"one core (pinned to core 0); clips from {media}: {', '.join(CLIPS)}, "
+          f"{args.copies} copies each")
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         root = tmp / "afew"
+        (root / "Train_AFEW/Happy").mkdir(parents=True)
         for clip in CLIPS:
-            (root / "Train_AFEW/Happy").mkdir(parents=True, exist_ok=True)
-            (root / "Train_AFEW/Happy" / clip).symlink_to((media / clip).resolve())
+            for k in range(args.copies):
+                link = root / "Train_AFEW/Happy" / f"{Path(clip).stem}_{k}{Path(clip).suffix}"
+                link.symlink_to((media / clip).resolve())
         frames, faces, seconds = seed(root, tmp / "seed")
         rows.append(("1 Emotion-FAN seed", frames, faces, seconds, None))
+        default = resolve_align("default", video=True)
         runs = [
-            ("2 fer-prep default (mediapipe), png", AlignParams(), False),
-            ("2 fer-prep default (mediapipe), jpg", AlignParams(format="jpg"), False),
-            ("3 fer-prep emotion-fan preset", EMOTION_FAN, False),
-            ("4 fer-prep --from-video, png", AlignParams(), True),
-            ("4 fer-prep --from-video, jpg", AlignParams(format="jpg"), True),
+            ("2 fer-prep default (mediapipe), jpg", default, False),
+            ("2 fer-prep default (mediapipe), png", replace(default, format="png"), False),
+            ("3 fer-prep emotion-fan preset", resolve_align("emotion-fan", video=True), False),
+            ("4 fer-prep --from-video, jpg", default, True),
+            ("4 fer-prep --from-video, png", replace(default, format="png"), True),
         ]
         for i, (name, params, from_video) in enumerate(runs):
             rows.append((name, *fer_prep(root, tmp / f"run{i}", params, from_video)))

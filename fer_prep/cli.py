@@ -52,19 +52,23 @@ def align_options(func):
                      help="Margin around the template, dlib's convention [0.25]."),
         click.option("--grey/--colour", "grey", default=None, help="Grey or colour chips."),
         click.option("--format", type=click.Choice(["png", "jpg"]),
-                     help="Chip files: png (lossless) or jpg (q95, faster) [png]."),
+                     help="Chip files: png (lossless) or jpg (q95, faster) [png; jpg for video]."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def resolve_align(preset: str, **given: Any):
-    """AlignParams from the preset, with every option the user gave winning."""
+def resolve_align(preset: str, video: bool = False, **given: Any):
+    """AlignParams from the preset (its `[video-align]` over `[align]` for clips), every option
+    the user gave winning."""
     from fer_prep.stages.align import AlignParams
     from pipelines import load_preset
 
-    values = dict(load_preset(preset).get("align", {}))
+    recipe = load_preset(preset)
+    values = dict(recipe.get("align", {}))
+    if video:
+        values.update(recipe.get("video-align", {}))
     values.update({k: v for k, v in given.items() if v is not None})
     return AlignParams(**values)
 
@@ -108,6 +112,90 @@ def list_() -> None:
     click.echo("presets:")
     for name in list_presets():
         click.echo(f"  {name:11s} {' '.join(load_preset(name).get('description', '').split())}")
+
+
+def _fold_schemes() -> list[str]:
+    from fer_prep.folds import SCHEMES
+
+    return SCHEMES.names()
+
+
+@main.command("folds", epilog=_example(
+    "fer-prep folds --dataset ckplus --work fer-work --scheme fmpn\n"
+    "  fer-prep folds --dataset ckplus --root /data/CK+ --scheme emotion-fan   # labels only\n"
+    "  fer-prep folds --dataset afew --split afew-emotion-fan-v1               # scheme file"))
+@click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/align/ to read.")
+@click.option("--scheme", type=click.Choice(_fold_schemes()),
+              help="Fold scheme [subject-kfold; file when --split is given].")
+@click.option("--k", type=click.IntRange(2), default=10, show_default=True,
+              help="Number of folds (k-fold schemes).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed (subject-kfold).")
+@root_option("CK+ only: folds from its Emotion/ labels alone, no faces needed.", required=False)
+@click.option("--split", help="Scheme file: a shipped split's name or a split CSV.")
+@work_options
+def folds_(dataset: str, scheme: str | None, k: int, seed: int, root: Path | None,
+           split: str | None, work: Path, jobs: int, force: bool) -> None:
+    """Put every sample in a cross-validation fold; write WORK/<dataset>/folds/.
+
+    Writes a manifest (sample → fold) and fold_<K>/train.csv, test.csv. Subject schemes never
+    put one subject in train and test of a fold. One process: --jobs is ignored.
+    """
+    from fer_prep.stages.folds import folds
+
+    scheme = scheme or ("file" if split else "subject-kfold")
+    try:
+        result = folds(dataset, work, scheme, k, seed, root=root, split_file=split, force=force)
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    click.echo(result.summary())
+    click.echo(f"  folds:    {result.folder}/fold_<K>/{{train,test}}.csv")
+
+
+def _export_formats() -> list[str]:
+    from fer_prep.exports import EXPORTS
+
+    return EXPORTS.names()
+
+
+@main.command("export", epilog=_example(
+    "fer-prep export fmpn --dataset ckplus --work fer-work --out FMPN-FER/datasets/CKPlus\n"
+    "  fer-prep export emotion-fan --dataset afew --out Emotion-FAN/data\n"
+    "  fer-prep export imagefolder --dataset ckplus --out ck-folds --copy\n"
+    "  fer-prep export landmark-driven --dataset ckplus --out ck-ldfer --size 48"))
+@click.argument("format_", metavar="FORMAT", type=click.Choice(_export_formats()))
+@click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/folds/ to export.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
+              show_default=True, help="Work folder holding WORK/<dataset>/folds/ and align/.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write (the seed's data root).")
+@click.option("--link/--copy", default=True, show_default=True,
+              help="Faces as hard links (symbolic links across filesystems), or as copies.")
+@click.option("--size", type=click.IntRange(16, 2048),
+              help="landmark-driven only: image side in pixels [48, the seed's --image_width].")
+@click.option("--force", is_flag=True,
+              help="Write into an --out holding other files (replacing only our names).")
+def export_(format_: str, dataset: str, work: Path, out: Path, link: bool, size: int | None,
+            force: bool) -> None:
+    """Write the folds of a dataset, with its faces, in a seed paper's own layout.
+
+    fmpn: FMPN-FER; emotion-fan: Emotion-FAN; imagefolder: torchvision / MA-Net;
+    landmark-driven: Landmark-Driven FER. A face file that is missing is named and left out.
+    """
+    from fer_prep.exports import export
+
+    if size is not None and format_ != "landmark-driven":
+        raise click.UsageError("--size applies to landmark-driven only")
+    options = {} if size is None else {"size": size}
+    try:
+        result = export(format_, dataset, work, out, how="link" if link else "copy",
+                        force=force, **options)
+    except KeyError as exc:  # an unknown name; its message lists the valid ones
+        raise click.ClickException(str(exc.args[0])) from None
+    except (OSError, ValueError) as exc:  # --out taken, no folds yet, a dataset the format lacks
+        raise click.ClickException(str(exc)) from None
+    for message in result.skipped:
+        click.echo(f"warning: {message}", err=True)
+    click.echo(result.summary())
 
 
 @main.group()
@@ -218,7 +306,7 @@ def afew_align(smooth: bool, from_video: bool, root: Path | None, fps: str,
             raise click.ClickException(f"{exc}: `fer-prep afew video2frame` makes it") from None
         clips = clips_from_frames(frames, frames_dir)
         clip = ClipParams(smooth=smooth)
-    params = resolve_align(preset, **align)
+    params = resolve_align(preset, video=True, **align)
     result = align_clips(clips, work, params, clip, jobs=jobs, force=force)
     click.echo(result.summary())
     click.echo(f"  faces:    {result.folder / 'faces'}")

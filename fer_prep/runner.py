@@ -152,6 +152,10 @@ def run_stage(
     each carrying its item's `source_path`. Items whose `status` is not `ok` pass through as rows.
     """
     started = time.monotonic()
+    twice = items["source_path"][items["source_path"].duplicated()].unique()
+    if len(twice):
+        raise ValueError(f"{len(twice)} source files are listed twice, e.g. {twice[0]}: "
+                         "each item of a stage must have its own source file")
     folder = spec.folder(work)
     fp, model_hashes = stage_fingerprint(spec.name, spec.version, spec.params, spec.models)
     input_fp = digest(items.astype(str).to_dict("list"))

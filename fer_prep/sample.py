@@ -33,8 +33,7 @@ WIDTH, HEIGHT = 640, 490
 # The 68 iBUG landmarks (x, y) of skimage.data.astronaut(), computed once with dlib 20 and
 # embedded so generation needs no dlib and always starts from the same points:
 #   detector = dlib.get_frontal_face_detector()
-#   predictor = dlib.shape_predictor(str(importlib.resources.files("face_recognition_models")
-#                                        / "models" / "shape_predictor_68_face_landmarks.dat"))
+#   predictor = dlib.shape_predictor(str(dlib_model("shape_predictor_68_face_landmarks.dat")))
 #   shape = predictor(img, detector(img, 1)[0])   # img = astronaut() as RGB uint8
 # dlib reports whole pixels, so these are exact to 0.1 px.
 ASTRONAUT_LANDMARKS = np.array(

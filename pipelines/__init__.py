@@ -1,7 +1,8 @@
 """Declarative recipes: named parameter sets for the stages, e.g. Emotion-FAN's face preprocessing.
 
-A recipe is a TOML file here with one table per stage (`[align]`, …). Its values are defaults: an
-option given on the command line wins (timm's `resolve_data_config` rule).
+A recipe is a TOML file here with one table per stage (`[align]`, …; `[video-align]` overrides
+`[align]` for video clips). Its values are defaults: an option given on the command line wins
+(timm's `resolve_data_config` rule).
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from importlib.resources import files
 from pathlib import Path
 
 import cv2
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_prep.faces.dlib import dlib_model
 from fer_prep.sample import AFEW_NO_FACE, SampleError, write_afew_sample, write_ckplus_sample
 from fer_prep.video import decode
 
@@ -23,7 +23,7 @@ EXPECTED = {
     ("S902", "001"): 5, ("S902", "002"): 7, ("S902", "003"): 6,
     ("S903", "001"): 5, ("S903", "002"): 7, ("S903", "003"): 6,
 }  # fmt: skip
-PREDICTOR = files("face_recognition_models") / "models" / "shape_predictor_68_face_landmarks.dat"
+PREDICTOR = dlib_model("shape_predictor_68_face_landmarks.dat")
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def read_afew(root: str | Path) -> pd.DataFrame:
                 row = {
                     "sample_id": f"{split}_{clip}", "dataset": DATASET, "subject": None,
                     "sequence": f"{split}_{clip}", "split": split, "clip": clip,
-                    "label": None, "label_code": None, "source_path": str(video.resolve()),
+                    "label": None, "label_code": None, "source_path": str(video.absolute()),
                     "face_dir": None, "status": "ok", "message": "",
                 }
                 if known is None:

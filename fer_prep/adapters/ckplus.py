@@ -20,6 +20,7 @@ DATASET = "ckplus"
 FRAME_SELECTIONS = ("neutral-peak", "peak", "all")
 PEAK_FRAMES = 3  # FMPN / CK+ protocol: the last three frames are the apex
 _FRAME = re.compile(r"^(S\d+)_(\d+)_(\d+)\.png$", re.IGNORECASE)
+_EMOTION = re.compile(r"^(S\d+)_(\d+)_(\d+)_emotion\.txt$", re.IGNORECASE)
 
 
 def find_folder(root: Path, name: str, depth: int = 3) -> Path | None:
@@ -114,7 +115,7 @@ def read_ckplus(
                 "label": "neutral" if neutral else seq_label,
                 "label_code": 0 if neutral else code,
                 "sequence_label": seq_label,
-                "source_path": str(path.resolve()),
+                "source_path": str(path.absolute()),
                 "face_dir": f"{subject}/{take}",
                 "status": "ok",
                 "message": "",
@@ -128,6 +129,51 @@ def read_ckplus(
                 missing = images / label_dir.parent.name / label_dir.name
                 message = f"{label_dir}: labelled, but {missing} does not exist"
                 rows.append(_problem(base, sequence, "missing_images", message, label_dir))
+    table = pd.DataFrame(rows, columns=list(_COLUMNS))
+    table["frame"] = table["frame"].astype("Int64")
+    table["label_code"] = table["label_code"].astype("Int64")
+    return table
+
+
+def read_ckplus_labels(root: str | Path) -> pd.DataFrame:
+    """The rows `read_ckplus(root, frames="neutral-peak")` gives, from the Emotion/ tree alone.
+
+    CK+ numbers frames from 1 without gaps and names the Emotion file after the last frame, so the
+    labels alone say which frames FMPN's protocol uses (frame 1 neutral, the last three peak):
+    enough to compute folds without the images. `source_path` is empty.
+    """
+    root = Path(root)
+    emotions = root if root.name == "Emotion" else find_folder(root, "Emotion")
+    if emotions is None:
+        raise FileNotFoundError(f"{root}: no Emotion/ folder (is this the CK+ root?)")
+    rows: list[dict] = []
+    for label_dir in sorted(d for d in emotions.glob("S*/*") if d.is_dir()):
+        subject, take = label_dir.parent.name, label_dir.name
+        sequence = f"{subject}_{take}"
+        base = {"dataset": DATASET, "subject": subject, "sequence": sequence}
+        files = sorted(label_dir.glob("*_emotion.txt"))
+        if not files:
+            continue  # CK+ ships empty Emotion folders for its unlabelled sequences
+        name = _EMOTION.match(files[0].name)
+        code, problem = read_label(files[0])
+        if len(files) > 1:
+            problem = f"{label_dir}: {len(files)} emotion files, expected one"
+        elif name is None or f"{name.group(1)}_{name.group(2)}" != sequence:
+            problem = f"{files[0]}: not named {sequence}_<last frame>_emotion.txt"
+        if problem:
+            rows.append(_problem(base, sequence, "bad_label", problem, label_dir))
+            continue
+        last = int(name.group(3))
+        for frame in [1, *range(max(2, last - PEAK_FRAMES + 1), last + 1)]:
+            neutral = frame == 1
+            rows.append({
+                "sample_id": f"{sequence}_{frame:08d}", **base, "frame": frame,
+                "role": "neutral" if neutral else "peak",
+                "label": "neutral" if neutral else label_of(DATASET, code),
+                "label_code": 0 if neutral else code,
+                "sequence_label": label_of(DATASET, code), "source_path": "",
+                "face_dir": f"{subject}/{take}", "status": "ok", "message": "",
+            })
     table = pd.DataFrame(rows, columns=list(_COLUMNS))
     table["frame"] = table["frame"].astype("Int64")
     table["label_code"] = table["label_code"].astype("Int64")

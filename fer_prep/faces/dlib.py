@@ -6,7 +6,7 @@ The model files come from the `face-recognition-models` package, located with im
 
 from __future__ import annotations
 
-from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
 
 import cv2
@@ -17,8 +17,15 @@ from fer_prep.faces import Box, Face, FaceBackend, to_rgb
 
 
 def dlib_model(name: str) -> Path:
-    """Path of a model file of `face-recognition-models`, e.g. `mmod_human_face_detector.dat`."""
-    path = Path(str(files("face_recognition_models") / "models" / name))
+    """Path of a model file of `face-recognition-models`, e.g. `mmod_human_face_detector.dat`.
+
+    Found with `find_spec`, which does not run the package: its `__init__` imports
+    `pkg_resources`, which setuptools ≥ 81 no longer ships.
+    """
+    spec = find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("dlib models missing: pip install face-recognition-models")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dlib model missing; reinstall face-recognition-models")
     return path

@@ -1,0 +1,221 @@
+"""Fold schemes by name: which fold's test part holds each row of a samples or faces table.
+
+A scheme gets the rows it may use and returns each one's fold: 0…k−1, the fold whose test part
+holds it, or −1 for a row that is only ever trained on (an official train split); a row a scheme
+leaves out (not in a split file) gets NA and a reason. Train of fold K is every used row not in
+test K. `assign` applies a scheme to a whole table and refuses a subject in train and test of one
+fold, whatever the scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from fer_prep.registry import Registry
+from manifests import KEYS
+
+#: faces-manifest statuses whose rows hold a usable chip (borrowed: a video frame cut with the
+#: nearest detected frame's landmarks)
+USABLE = ("ok", "borrowed")
+#: dataset → the split an official protocol tests on (case-insensitive); train/training is train
+OFFICIAL_TEST = {
+    "afew": "val", "fer2013": "privatetest", "rafdb": "test", "affectnet": "validation",
+}
+OFFICIAL_TRAIN = ("train", "training")
+
+
+class FoldError(ValueError):
+    """Folds that cannot be made as asked (too few subjects, a leak, a split that disagrees)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a scheme may read besides the rows."""
+
+    dataset: str
+    k: int = 10
+    seed: int = 0
+    split: pd.DataFrame | None = None  # scheme `file`: the table manifests.read_split gives
+    split_name: str = ""  # its shipped name or path, for messages
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A registered fold scheme and what it needs."""
+
+    assign: Callable[[pd.DataFrame, Options], pd.DataFrame]
+    doc: str
+    peaks_only: bool = False  # the seeds' protocol: only peak frames of labelled sequences
+    by_subject: bool = False  # places whole subjects: needs subject ids, at least k of them
+    seeded: bool = False  # the seed changes the result
+    k_folds: bool = True  # k sets the number of folds (else the split does)
+
+
+SCHEMES: Registry[Scheme] = Registry("fold scheme")
+
+
+def _scheme(name: str, **traits: bool) -> Callable:
+    """Decorator: register a scheme function under `name`, its docstring's first line as doc."""
+
+    def add(fn: Callable[[pd.DataFrame, Options], pd.DataFrame]) -> Callable:
+        SCHEMES.add(name, Scheme(fn, fn.__doc__.strip().splitlines()[0], **traits))
+        return fn
+
+    return add
+
+
+def _placed(fold: pd.Series, why_not: str | pd.Series = "") -> pd.DataFrame:
+    """A scheme's answer: `fold` (Int64, NA = left out) and `message` (why left out)."""
+    fold = fold.astype("Int64")
+    return pd.DataFrame({"fold": fold, "message": np.where(fold.isna(), why_not, "")},
+                        index=fold.index)
+
+
+def stratified_group_folds(groups: pd.Series, classes: pd.Series, k: int, seed: int
+                           ) -> dict[str, int]:
+    """Group → fold by scikit-learn's `StratifiedGroupKFold` (shuffled by `seed`): each group
+    whole, the classes spread as evenly as the groups allow. Rows are sorted by group first, so
+    the input's row order does not matter. (Its `shuffle=True` used to mix up the groups,
+    scikit-learn PR #32540; pyproject requires a release with the fix.)
+    """
+    table = pd.DataFrame({"group": groups.astype(str).to_numpy(),
+                          "label": classes.astype(str).to_numpy()}).sort_values(["group", "label"])
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    fold_of = {}
+    for fold, (_, test) in enumerate(splitter.split(table, table["label"], table["group"])):
+        fold_of.update(dict.fromkeys(table["group"].iloc[test], fold))
+    return fold_of
+
+
+@_scheme("subject-kfold", by_subject=True, seeded=True)
+def subject_kfold(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """Subject-independent k folds, stratified by label as far as subjects allow (seeded)."""
+    per_sequence = rows.drop_duplicates(["subject", "sequence", "label"])  # a clip counts once
+    fold = stratified_group_folds(per_sequence["subject"], per_sequence["label"], opts.k,
+                                  opts.seed)
+    return _placed(rows["subject"].map(fold))
+
+
+@_scheme("fmpn", peaks_only=True, by_subject=True)
+def fmpn(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """FMPN-FER: contiguous blocks of subjects, fold 0 the highest ids (CK+ and MMI as shipped).
+
+    Subjects sorted ascending are cut at round(i·n/k), i = 0…k (numpy's round(linspace(0, n,
+    k + 1))), and block i is fold k−1−i. This is the one rule that gives both published splits:
+    CK+'s 118 subjects as 12 12 11 12 12 12 12 11 12 12 (fold 0 = S156…S999) and MMI's 31 as
+    3 3 3 3 4 3 3 3 3 3 (the 4 in fold 5); plain array_split would put the larger blocks first.
+    """
+    subjects = sorted(rows["subject"].unique())
+    n, k = len(subjects), opts.k
+    cuts = [round(i * n / k) for i in range(k + 1)]
+    fold = {s: k - 1 - b for b in range(k) for s in subjects[cuts[b] : cuts[b + 1]]}
+    return _placed(rows["subject"].map(fold))
+
+
+@_scheme("emotion-fan", peaks_only=True, by_subject=True)
+def emotion_fan(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """Emotion-FAN: subjects sorted ascending, dealt round robin (the i-th to fold i mod k)."""
+    fold = {s: i % opts.k for i, s in enumerate(sorted(rows["subject"].unique()))}
+    return _placed(rows["subject"].map(fold))
+
+
+@_scheme("official", k_folds=False)
+def official(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """The dataset's own train/test split as one fold (AFEW Train/Val, FER2013 Usage, …)."""
+    if "split" not in rows or rows["split"].isna().all():
+        raise FoldError(f"{opts.dataset} has no official split (no `split` in its manifest); "
+                        "use --scheme subject-kfold, or file with --split")
+    split = rows["split"].astype("string").str.lower()
+    test = OFFICIAL_TEST.get(opts.dataset, "test")
+    fold = pd.Series(pd.NA, index=rows.index, dtype="Int64")
+    fold[split.isin(OFFICIAL_TRAIN)] = -1
+    fold[split == test] = 0
+    parts = f"' is neither train nor {test}, the parts of {opts.dataset}'s official split"
+    return _placed(fold, "split '" + rows["split"].astype(str) + parts)
+
+
+@_scheme("file", k_folds=False)
+def from_file(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """A split file (shipped by name, or the user's): fold per sample_id or per sequence."""
+    split = opts.split
+    if split is None:
+        raise FoldError("scheme file needs a split: a shipped name or a CSV path (--split)")
+    key = next(c for c in KEYS if c in split)
+    fold = rows[key].astype(str).map(dict(zip(split[key], split["fold"], strict=True)))
+    if "label" in split:
+        labelled = split[split["label"] != ""]  # a label may be left empty
+        listed = rows[key].astype(str).map(dict(zip(labelled[key], labelled["label"],
+                                                    strict=True)))
+        own = rows["label"]
+        if key == "sequence" and "sequence_label" in rows:
+            own = rows["sequence_label"].fillna(own)
+        wrong = listed.notna() & (listed != own)
+        if wrong.any():
+            first = rows[wrong].index[0]
+            raise FoldError(f"{opts.split_name}: {key} {rows.at[first, key]} is {listed[first]} "
+                            f"there but {own[first]} in the {opts.dataset} manifest "
+                            f"({wrong.sum()} rows disagree): is it the right split?")
+    return _placed(fold, f"not in the split {opts.split_name}")
+
+
+def exclusion(rows: pd.DataFrame, name: str) -> pd.Series:
+    """Why each row cannot be used by scheme `name` ("" where it can)."""
+    why = pd.Series("", index=rows.index, dtype=object)
+    if SCHEMES.get(name).peaks_only:
+        role = rows.get("role", pd.Series(pd.NA, index=rows.index)).astype("string")
+        note = f" frame: scheme {name} uses the peak frames only (CK+: the last 3)"
+        why = why.where(role == "peak", role.fillna("no role") + note)
+    why = why.where(rows["label"].notna(), "no label")
+    failed = rows["status"] + ": " + rows["message"].fillna("").astype(str)
+    return why.where(rows["status"].isin(USABLE), failed.str.removesuffix(": "))
+
+
+def assign(rows: pd.DataFrame, name: str, opts: Options) -> pd.DataFrame:
+    """`rows` (index reset) with `fold` (−1 when in no test part), `status` (ok / excluded) and
+    `message`, by scheme `name`; FoldError when the scheme cannot make folds from them."""
+    scheme = SCHEMES.get(name)
+    if scheme.k_folds and opts.k < 2:
+        raise FoldError(f"k = {opts.k}: scheme {name} needs at least 2 folds")
+    rows = rows.reset_index(drop=True)
+    why = exclusion(rows, name)
+    used = rows[why == ""]
+    if scheme.by_subject:
+        if "subject" not in used or used["subject"].isna().any():
+            raise FoldError(f"scheme {name} places subjects, and {opts.dataset} rows have no "
+                            "subject id; use --scheme official or file")
+        subjects = used["subject"].unique()
+        if len(subjects) < opts.k:
+            raise FoldError(f"{len(subjects)} subjects cannot fill {opts.k} folds for scheme "
+                            f"{name}; lower --k")
+    placed = scheme.assign(used, opts)
+    out = rows.assign(fold=-1, status="excluded", message=why)
+    out.loc[placed.index, "message"] = placed["message"]
+    ok = placed.index[placed["fold"].notna()]
+    out.loc[ok, "fold"] = placed.loc[ok, "fold"].astype(int)
+    out.loc[ok, "status"] = "ok"
+    if not len(ok):
+        reasons = out["message"].value_counts()
+        raise FoldError(f"scheme {name} can use none of the {len(out)} {opts.dataset} rows; "
+                        f"most are excluded as: {reasons.index[0]} ({reasons.iloc[0]} rows)")
+    check_subjects(out)
+    return out
+
+
+def check_subjects(table: pd.DataFrame) -> None:
+    """FoldError if a subject's used rows lie in more than one fold (so in train and test)."""
+    if "subject" not in table:
+        return
+    used = table[(table["status"] == "ok") & table["subject"].notna()]
+    spread = used.groupby("subject")["fold"].unique()
+    leaks = spread[spread.map(len) > 1]
+    if len(leaks):
+        subject, folds = leaks.index[0], sorted(leaks.iloc[0])
+        test = next(f for f in folds if f >= 0)
+        raise FoldError(f"subject {subject} has rows in folds {folds}, so it would be in train "
+                        f"and test of fold {test} ({len(leaks)} subjects leak); folds must keep "
+                        "each subject on one side")
