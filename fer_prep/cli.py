@@ -198,6 +198,44 @@ def export_(format_: str, dataset: str, work: Path, out: Path, link: bool, size:
     click.echo(result.summary())
 
 
+@main.command("masks", epilog=_example(
+    "fer-prep ckplus align --root /data/CK+ --preset fmpn && fer-prep masks --dataset ckplus\n"
+    "  fer-prep masks --dataset ckplus --folds fmpn --warp dense --per-sample\n"
+    "  fer-prep export fmpn --dataset ckplus --out FMPN-FER/datasets/CKPlus   # imgs_res/"))
+@click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/align/ to read.")
+@click.option("--folds", "fold_scheme",
+              type=click.Choice([s for s in _fold_schemes() if s != "file"]),
+              help="Make these folds first (fmpn: FMPN's published ones where shipped) "
+                   "[the folds as they stand; fmpn's if there are none].")
+@click.option("--per-sample", is_flag=True, help="Also write each peak face's own map.")
+@click.option("--size", type=click.IntRange(8, 2048), help="Mask side in pixels [the chips'].")
+@click.option("--blur", type=click.FloatRange(0),
+              help="Gaussian σ in mask pixels, 0 = none [FMPN's: 1.5 per 70 px].")
+@click.option("--warp", type=click.Choice(["similarity", "dense"]), default="similarity",
+              show_default=True, help="similarity: the chips as aligned; dense: each neutral "
+                                      "warped onto its peak over the 68 landmarks first.")
+@click.option("--equalize/--no-equalize", default=True, show_default=True,
+              help="Histogram-equalise the masks, as FMPN's are.")
+@work_options
+def masks_(dataset: str, fold_scheme: str | None, per_sample: bool, size: int | None,
+           blur: float | None, warp: str, equalize: bool, work: Path, jobs: int,
+           force: bool) -> None:
+    """Pseudo facial-motion masks (FMPN-FER): per fold and class, the mean |peak − neutral| of
+    the aligned faces of the fold's training part.
+
+    Writes WORK/<dataset>/masks/<fold>/<class>.png (FMPN's class order), panel.png (all masks
+    in one picture) and a manifest. Needs a neutral and a peak face of each sequence.
+    """
+    from fer_prep.stages.masks import masks
+
+    try:
+        result = masks(dataset, work, folds=fold_scheme, per_sample=per_sample, size=size,
+                       blur=blur, warp=warp, equalize=equalize, jobs=jobs, force=force)
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    click.echo(result.summary())
+
+
 @main.group()
 def ckplus() -> None:
     """CK+ (Extended Cohn-Kanade) in its original layout."""
