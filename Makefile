@@ -15,10 +15,16 @@ setup: $(BIN)/fer-prep
 demo: setup  ## the main job on the embedded sample data (no ../shared, no download)
 	$(BIN)/fer-prep sample --out sample-data
 	$(BIN)/fer-prep ckplus align --root sample-data/ckplus --work fer-work --include-unlabelled
+	$(BIN)/fer-prep folds --dataset ckplus --work fer-work --k 3
+	$(BIN)/fer-prep masks --dataset ckplus --work fer-work
+	$(BIN)/fer-prep export fmpn --dataset ckplus --work fer-work --out fer-work/exports/fmpn
+	$(BIN)/fer-train --dataset ckplus --work fer-work --model resnet18 --fold all --epochs 1 \
+		--batch-size 8 --device cpu
 	$(BIN)/fer-prep afew video2frame --root sample-data/afew --work fer-work
 	$(BIN)/fer-prep afew align --work fer-work
-	@echo "CK+ faces:  fer-work/ckplus/align/faces  (manifest: fer-work/ckplus/align/manifest.csv)"
-	@echo "AFEW:       fer-work/afew/frames, fer-work/afew/align/faces  (manifest.csv in each)"
+	@echo "CK+:   fer-work/ckplus/{align,folds,masks}/, FMPN layout in fer-work/exports/fmpn"
+	@echo "AFEW:  fer-work/afew/frames, fer-work/afew/align/faces  (manifest.csv in each)"
+	@echo "train: fer-work/ckplus/train/resnet18/metrics.json"
 
 test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARED)
 	$(BIN)/ruff check .
@@ -28,3 +34,5 @@ bench: setup  ## speed side by side with the seeds' own methods (needs ../shared
 	$(BIN)/python bench/ckplus_align.py
 	$(BIN)/python bench/mesh68_error.py
 	$(BIN)/python bench/afew_video.py
+	$(BIN)/python bench/fmpn_masks.py
+	$(BIN)/python bench/train_speed.py

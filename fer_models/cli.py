@@ -1,0 +1,93 @@
+"""`fer-train`: a thin click layer over `fer_models.train.train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fer_models.models import list_models
+from fer_models.models.backbone import BACKBONES
+from fer_models.models.fan import AT_TYPES
+
+EXAMPLE = """\b
+Examples:
+  fer-prep ckplus align --root /data/CK+ && fer-prep folds --dataset ckplus
+  fer-train --dataset ckplus --model resnet18 --fold all
+  fer-train --dataset ckplus --model fan --at-type self --fold 3 --epochs 60
+  fer-prep masks --dataset ckplus && fer-train --dataset ckplus --model fmpn --stage 1
+  fer-train --dataset ckplus --model fmpn --stage 2 --pretrained imagenet --resume"""
+
+
+class FoldParam(click.ParamType):
+    """A fold number or `all`."""
+
+    name = "K|all"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if str(value) == "all":
+            return "all"
+        try:
+            return int(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is neither a fold number nor 'all'", param, ctx)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLE)
+@click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/ to train on.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
+              show_default=True, help="Work folder of fer-prep.")
+@click.option("--model", type=click.Choice(list_models()), required=True, help="Model to train.")
+@click.option("--fold", type=FoldParam(), default="all", show_default=True,
+              help="The fold to train and test, or all of them in turn.")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs [model's default: 30].")
+@click.option("--batch-size", type=click.IntRange(1), help="Batch size [32] (clips, for fan).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True),
+              help="AdamW learning rate [1e-3; fmpn 1e-4], cosine-annealed over the epochs.")
+@click.option("--size", type=click.IntRange(16, 1024), help="Input side in pixels [224].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of everything.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="auto: CUDA (bf16, channels_last) when present, else CPU.")
+@click.option("--pretrained", metavar="PATH|imagenet",
+              help="Backbone weights: a local file, or torchvision's ImageNet weights if already "
+                   "in its local cache. Never downloaded.")
+@click.option("--resume", is_flag=True, help="Continue each fold from its last.pt.")
+@click.option("--workers", type=click.IntRange(0), help="Loader workers [min(4, cores)].")
+@click.option("--cache-gb", type=click.FloatRange(0), default=4.0, show_default=True,
+              help="Decode the chips once into memory when they fit in this much.")
+@click.option("--backbone", type=click.Choice(BACKBONES.names()), help="Trunk [resnet18].")
+@click.option("--at-type", type=click.Choice(AT_TYPES),
+              help="fan: self attention, or self + relation attention [relation].")
+@click.option("--stage", type=click.IntRange(1, 2),
+              help="fmpn: 1 = the mask generator alone, 2 = joint [2].")
+@click.option("--lambda-mask", type=click.FloatRange(0), help="fmpn: weight of the mask MSE [0.1].")
+@click.option("--landmark-weight", type=click.FloatRange(0),
+              help="landmark-aux: weight of the landmark L1 [10].")
+@click.option("--quiet", is_flag=True, help="No progress bars (epoch lines only).")
+def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | None,
+         batch_size: int | None, lr: float | None, size: int | None, seed: int, device: str,
+         pretrained: str | None, resume: bool, workers: int | None, cache_gb: float,
+         backbone: str | None, at_type: str | None, stage: int | None,
+         lambda_mask: float | None, landmark_weight: float | None, quiet: bool) -> None:
+    """Train a FER model on fer-prep's faces, folds (and masks), fold by fold.
+
+    Reads WORK/<dataset>/align/ and folds/ (and masks/ for fmpn), never the dataset folders.
+    Writes WORK/<dataset>/train/<model>/: metrics.json, confusion.png, fold_<K>/ (last.pt,
+    best.pt, metrics.json, confusion.png), and prints the accuracy per fold and the mean.
+    """
+    from fer_models.inputs import InputError
+    from fer_models.report import accuracy_table
+    from fer_models.train import train
+
+    options = {"backbone": backbone, "at_type": at_type, "stage": stage,
+               "lambda_mask": lambda_mask, "landmark_weight": landmark_weight}
+    try:
+        metrics = train(dataset, work, model, fold, epochs=epochs, batch_size=batch_size, lr=lr,
+                        size=size, seed=seed, device=device, pretrained=pretrained,
+                        resume=resume, workers=workers, cache_gb=cache_gb, progress=not quiet,
+                        echo=click.echo, **options)
+    except (InputError, KeyError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    click.echo(accuracy_table(metrics))
+    click.echo(f"metrics: {work / dataset / 'train' / metrics['run'] / 'metrics.json'}")

@@ -1,0 +1,243 @@
+"""PyTorch datasets over the manifests: single faces (`FaceDataset`) and clips (`ClipDataset`).
+
+Items are uint8 tensors and the loader does almost nothing else: chips are decoded once into
+memory when they fit (`cache_bytes`; CK+ whole is ~200 MB at 224 px), so an epoch reads memory,
+not PNGs, and the training augmentation runs on the batch, on the training device (`augment`),
+not per item in the workers. The model normalises on the device too.
+
+Training augmentation, the same for every model: a square crop of 80–100 % of the chip's area
+resized back, and a mirror image half the time (Emotion-FAN: mirror only; FMPN: crop + mirror;
+Landmark-Driven: mirror + ±5° rotation + colour jitter), applied alike to the face (every frame of
+a clip), its mask and its landmarks (mirrored landmarks swap left and right: `MIRROR68`). Each
+item's draw comes from a seed the sampler gives it, one per item and epoch, so a run sees the same
+batches whatever the number of workers, and a resumed run those the uninterrupted one saw.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+from fer_models.inputs import Inputs, Masks
+from fer_prep.images import read_image
+
+Item = dict[str, torch.Tensor]
+#: crop area range of the training augmentation (fraction of the chip)
+CROP_AREA = (0.8, 1.0)
+#: the 68-point index of each point's mirror image (jaw, brows, nose, eyes, mouth)
+MIRROR68 = (
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30]
+    + list(range(35, 30, -1)) + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + list(range(54, 47, -1)) + list(range(59, 54, -1)) + list(range(64, 59, -1))
+    + list(range(67, 64, -1))
+)
+
+
+def load_chip(path: Path, size: int) -> torch.Tensor:
+    """A chip as uint8 RGB (3, size, size); grey chips are repeated over the channels."""
+    image = read_image(path)
+    image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB)
+    if image.shape[:2] != (size, size):
+        shrink = image.shape[0] > size
+        image = cv2.resize(image, (size, size),
+                           interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class ChipStore:
+    """The chips of a list of files at the training size, decoded once if they fit in memory."""
+
+    def __init__(self, paths: Sequence[Path], size: int, cache_bytes: int, threads: int = 4
+                 ) -> None:
+        self.paths, self.size = list(paths), size
+        self.cached: torch.Tensor | None = None
+        if len(self.paths) * 3 * size * size <= cache_bytes:
+            self.cached = torch.empty((len(self.paths), 3, size, size), dtype=torch.uint8)
+            with ThreadPoolExecutor(max(1, threads)) as pool:  # OpenCV decodes without the GIL
+                for i, chip in enumerate(pool.map(lambda p: load_chip(p, size), self.paths)):
+                    self.cached[i] = chip
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.cached[i] if self.cached is not None else load_chip(self.paths[i], self.size)
+
+
+def draw_crop(seed: int) -> torch.Tensor:
+    """One item's augmentation: (top, left, side, mirror) as fractions of the chip."""
+    rng = np.random.default_rng(seed)
+    side = float(np.sqrt(rng.uniform(*CROP_AREA)))
+    return torch.tensor([rng.uniform(0, 1 - side), rng.uniform(0, 1 - side), side,
+                         float(rng.random() < 0.5)])
+
+
+def augment(batch: Item) -> Item:
+    """Apply each item's `crop` to its `image` (and `mask`, `landmarks`) where the batch is.
+
+    Images come back as float in 0…255 (bilinear; the crop only enlarges, so no aliasing).
+    Landmarks (B, 68, 2) in [0, 1] move with the pixels and swap sides when mirrored.
+    """
+    top, left, side, mirror = batch["crop"].float().unbind(1)
+    flip = mirror > 0.5
+    theta = torch.zeros(len(side), 2, 3, device=side.device)
+    theta[:, 0, 0] = torch.where(flip, -side, side)
+    theta[:, 0, 2] = 2 * left + side - 1
+    theta[:, 1, 1] = side
+    theta[:, 1, 2] = 2 * top + side - 1
+    out = {k: v for k, v in batch.items() if k != "crop"}
+    for key in ("image", "mask"):
+        if key in batch:
+            out[key] = _warp(batch[key], theta)
+    if "landmarks" in batch:
+        points = (batch["landmarks"] - torch.stack([left, top], 1)[:, None]) / side[:, None, None]
+        mirrored = points[:, MIRROR68].clone()
+        mirrored[..., 0] = 1.0 - mirrored[..., 0]
+        out["landmarks"] = torch.where(flip[:, None, None], mirrored, points)
+    return out
+
+
+def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample (B, C, H, W) — or clips (B, T, C, H, W), one transform per clip — by theta."""
+    lead = x.shape[:-3]
+    frames = x.reshape(-1, *x.shape[-3:]).float()
+    per_frame = theta.repeat_interleave(frames.shape[0] // theta.shape[0], dim=0)
+    grid = F.affine_grid(per_frame, list(frames.shape), align_corners=False)
+    out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.reshape(*lead, *out.shape[-3:])
+
+
+class SeededSampler(Sampler[tuple[int, int]]):
+    """Yields (index, seed): the order and every item's augmentation seed depend only on the
+    run's seed and the epoch (`set_epoch`), as DistributedSampler's order does."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=gen) if self.shuffle else torch.arange(self.n)
+        seeds = torch.randint(0, 2**62, (self.n,), generator=gen)
+        return iter(zip(order.tolist(), seeds.tolist(), strict=True))
+
+
+class FaceDataset(Dataset):
+    """One item per row: `image` uint8 (3, S, S), `label`, for training `crop` (see `augment`);
+    with `landmarks=True` also
+    `landmarks` (68, 2) in [0, 1] and `has_landmarks`; with masks, `mask` uint8 (1, m, m) (the
+    pseudo mask of the row's class) and `has_mask`."""
+
+    def __init__(self, inputs: Inputs, rows: pd.DataFrame, size: int, train: bool,
+                 landmarks: bool = False, masks: Masks | None = None,
+                 cache_bytes: int = 4 << 30, threads: int = 4) -> None:
+        self.train, self.masks = train, masks
+        self.store = ChipStore([inputs.align_dir / p for p in rows["face_path"]], size,
+                               cache_bytes, threads)
+        self.targets = torch.tensor(rows["target"].to_numpy(), dtype=torch.int64)
+        self.landmarks = torch.from_numpy(inputs.landmarks[rows.index]) if landmarks else None
+        self.has_landmarks = torch.tensor(rows["has_landmarks"].to_numpy(), dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, key: tuple[int, int]) -> Item:
+        i, seed = key
+        target = int(self.targets[i])
+        item = {"image": self.store[i], "label": self.targets[i]}
+        if self.train:
+            item["crop"] = draw_crop(seed)
+        if self.landmarks is not None:
+            item["landmarks"] = self.landmarks[i]
+            item["has_landmarks"] = self.has_landmarks[i]
+        if self.masks is not None:
+            item["mask"] = torch.from_numpy(self.masks.images[target]).unsqueeze(0)
+            item["has_mask"] = torch.tensor(bool(self.masks.present[target]))
+        return item
+
+
+class ClipDataset(Dataset):
+    """One item per clip — a part's rows of one sequence and one label, in frame order
+    (AFEW: a video; CK+: a sequence's peak frames, its neutral frame a clip of its own):
+    `image` uint8 (T, 3, S, S), `valid` (T,), `label`. Training draws `frames` frames
+    (Emotion-FAN's 3; with repeats when a clip is shorter) and one `crop` for all; testing
+    takes every frame."""
+
+    def __init__(self, inputs: Inputs, rows: pd.DataFrame, size: int, train: bool,
+                 frames: int = 3, cache_bytes: int = 4 << 30, threads: int = 4) -> None:
+        self.train, self.frames = train, frames
+        rows = rows.assign(_pos=np.arange(len(rows)))
+        self.store = ChipStore([inputs.align_dir / p for p in rows["face_path"]], size,
+                               cache_bytes, threads)
+        groups = rows.sort_values(["sequence", "label", "frame"]).groupby(
+            ["sequence", "label"], sort=True)
+        self.clips = [g["_pos"].to_numpy() for _, g in groups]
+        self.targets = torch.as_tensor([int(g["target"].iloc[0]) for _, g in groups])
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> Item:
+        i, seed = key
+        frames = self.clips[i]
+        if self.train:
+            rng = np.random.default_rng(seed)
+            frames = np.sort(rng.choice(frames, self.frames, replace=len(frames) < self.frames))
+        item = {"image": torch.stack([self.store[int(j)] for j in frames]),
+                "valid": torch.ones(len(frames), dtype=torch.bool), "label": self.targets[i]}
+        if self.train:
+            item["crop"] = draw_crop(seed)
+        return item
+
+
+def collate_clips(items: list[Item]) -> Item:
+    """Pad clips to the longest in the batch; padding frames are zeros with `valid` False."""
+    longest = max(len(item["valid"]) for item in items)
+    padded = []
+    for item in items:
+        missing = longest - len(item["valid"])
+        if missing:
+            pad = item["image"].new_zeros((missing, *item["image"].shape[1:]))
+            item = {**item, "image": torch.cat([item["image"], pad]),
+                    "valid": torch.cat([item["valid"], torch.zeros(missing, dtype=torch.bool)])}
+        padded.append(item)
+    return default_collate(padded)
+
+
+def seed_worker(_: int) -> None:
+    """Seed a loader worker's global generators from its torch seed; one thread per worker."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def make_loader(dataset: FaceDataset | ClipDataset, batch_size: int, train: bool, seed: int,
+                workers: int, pin_memory: bool) -> DataLoader:
+    """A DataLoader with a `SeededSampler`, seeded workers and, on CUDA, pinned memory.
+
+    A training batch of one sample is dropped (BatchNorm cannot train on it); test sets are
+    whole.
+    """
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=SeededSampler(len(dataset), seed, shuffle=train),
+        num_workers=workers, collate_fn=collate_clips if isinstance(dataset, ClipDataset)
+        else default_collate, pin_memory=pin_memory,
+        drop_last=train and len(dataset) % batch_size == 1, persistent_workers=workers > 0,
+        worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(seed),
+    )

@@ -1,0 +1,213 @@
+"""What fer-train reads, and only that: the faces, folds and masks stages of `WORK/<dataset>/`.
+
+    WORK/<dataset>/align/manifest.parquet  chips (face_path), frame landmarks, frame → chip matrix
+    WORK/<dataset>/folds/manifest.parquet  the fold of every row; train of fold K = ok rows not in
+                                           K's test part (train-only rows, fold −1, included)
+    WORK/<dataset>/masks/<K>/<i>.png       FMPN's pseudo masks, class i in the order stage.json
+                                           records (only for models that need them)
+
+Never a dataset folder. Every problem is an `InputError` naming the file and the command that
+makes it, which the CLI shows as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer_prep.cache import read_record
+from fer_prep.images import UnreadableImage, read_image
+from fer_prep.labels import CANONICAL
+from fer_prep.manifest import PARQUET, read_manifest
+
+ALIGN, FOLDS, MASKS = "align", "folds", "masks"
+N_POINTS = 68
+
+
+class InputError(ValueError):
+    """A missing, stale or inconsistent input; the message says which file and what to run."""
+
+
+@dataclass
+class Inputs:
+    """The ok rows of the folds with what training needs of each, for one dataset.
+
+    `rows`: the folds manifest's ok rows of the classes trained on (sample_id, subject,
+    sequence, frame, label, face_path, fold, …) plus `target` (index into `classes`) and
+    `has_landmarks`; `landmarks` (len(rows), 68, 2): chip-space points scaled to [0, 1] across
+    the chip (x = (column + 0.5) / side), zeros where a row has none.
+    """
+
+    dataset: str
+    work: Path
+    align_dir: Path
+    chip_size: int
+    n_folds: int
+    folds_params: dict
+    classes: list[str]
+    rows: pd.DataFrame
+    landmarks: np.ndarray
+    left_out: dict[str, int] = field(default_factory=dict)  # label → rows not trained on
+
+    def part(self, fold: int, which: str) -> pd.DataFrame:
+        """The rows of fold `fold`'s `train` or `test` part (their index is the row's position)."""
+        in_test = self.rows["fold"].to_numpy() == fold
+        return self.rows[in_test if which == "test" else ~in_test]
+
+
+def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | None = None
+                ) -> Inputs:
+    """Join the folds' ok rows with the faces manifest; classes in canonical order.
+
+    `classes_from`: train only on these labels (FMPN: the classes it has masks for); the rows
+    of other labels are counted in `left_out`.
+    """
+    work = Path(work)
+    align_dir = work / dataset / ALIGN
+    folds_dir = work / dataset / FOLDS
+    faces = _manifest(align_dir, f"`fer-prep {dataset} align` makes it")
+    folds = _manifest(folds_dir, f"`fer-prep folds --dataset {dataset}` makes it")
+    folds_record = read_record(folds_dir) or {}
+    if not folds_record.get("complete"):
+        raise InputError(f"{folds_dir}: the folds stage did not complete; run "
+                         f"`fer-prep folds --dataset {dataset}` again")
+    if folds_record.get("stale"):
+        raise InputError(f"{folds_dir}: stale, the faces changed after the folds were made; run "
+                         f"`fer-prep folds --dataset {dataset}` again")
+    ok = folds[folds["status"] == "ok"]
+    if ok.empty:
+        raise InputError(f"{folds_dir / PARQUET}: no row is in the folds (status ok); see its "
+                         "messages")
+    present = set(ok["label"])
+    wanted = [c for c in CANONICAL if c in present and (classes_from is None or c in classes_from)]
+    left_out = {str(k): int(v) for k, v in ok.loc[~ok["label"].isin(wanted), "label"]
+                .value_counts().sort_index().items()}
+    rows = ok[ok["label"].isin(wanted)].reset_index(drop=True)
+    if len(wanted) < 2:
+        raise InputError(f"{folds_dir / PARQUET}: {len(wanted)} class(es) to train on "
+                         f"({', '.join(wanted) or 'none'}); a classifier needs two or more")
+    rows["target"] = rows["label"].map({c: i for i, c in enumerate(wanted)}).astype("int64")
+    _check_chips(rows, align_dir, dataset)
+
+    align_record = read_record(align_dir) or {}
+    chip_size = int(align_record.get("params", {}).get("size") or 0) or _chip_side(rows, align_dir)
+    points, has = _landmarks(rows, faces, chip_size)
+    rows["has_landmarks"] = has
+    return Inputs(dataset=dataset, work=work, align_dir=align_dir, chip_size=chip_size,
+                  n_folds=int(folds_record["n_folds"]), folds_params=folds_record.get("params", {}),
+                  classes=wanted, rows=rows, landmarks=points, left_out=left_out)
+
+
+def _manifest(folder: Path, how: str) -> pd.DataFrame:
+    try:
+        return read_manifest(folder)
+    except FileNotFoundError as exc:
+        raise InputError(f"{exc}: {how}") from None
+
+
+def _check_chips(rows: pd.DataFrame, align_dir: Path, dataset: str) -> None:
+    missing = [p for p in rows["face_path"] if not (align_dir / p).is_file()]
+    if missing:
+        raise InputError(f"{align_dir / missing[0]}: chip missing ({len(missing)} of "
+                         f"{len(rows)} listed by the folds); run `fer-prep {dataset} align` and "
+                         f"`fer-prep folds --dataset {dataset}` again")
+
+
+def _chip_side(rows: pd.DataFrame, align_dir: Path) -> int:
+    """The chip side from the first chip, for an align record without a size."""
+    try:
+        return int(read_image(align_dir / rows["face_path"].iloc[0]).shape[1])
+    except UnreadableImage as exc:
+        raise InputError(str(exc)) from None
+
+
+def _landmarks(rows: pd.DataFrame, faces: pd.DataFrame, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chip-space landmarks in [0, 1] and whether each row has its own.
+
+    A row has landmarks when the faces manifest says `ok` and gives 68 finite points and the
+    matrix; a video frame that `borrowed` a neighbour's landmarks has none of its own.
+    """
+    cols = [c for c in ("sample_id", "status", "landmarks68", "matrix") if c in faces.columns]
+    joined = faces[cols].drop_duplicates("sample_id").set_index("sample_id") \
+        .reindex(rows["sample_id"])
+    lms = joined.get("landmarks68", pd.Series(None, index=joined.index)).to_numpy()
+    mats = joined.get("matrix", pd.Series(None, index=joined.index)).to_numpy()
+    has = np.array([
+        status == "ok" and _sized(lm, 2 * N_POINTS) and _sized(m, 6)
+        and bool(np.isfinite(np.asarray(lm, float)).all())
+        for status, lm, m in zip(joined["status"].to_numpy(), lms, mats, strict=True)
+    ], dtype=bool)
+    points = np.zeros((len(rows), N_POINTS, 2), np.float32)
+    if has.any():
+        frame = np.stack([np.asarray(lm, float).reshape(N_POINTS, 2) for lm in lms[has]])
+        matrix = np.stack([np.asarray(m, float).reshape(2, 3) for m in mats[has]])
+        chip = np.einsum("nij,npj->npi", matrix[:, :, :2], frame) + matrix[:, None, :, 2]
+        points[has] = (chip + 0.5) / side
+    return points, has
+
+
+def _sized(value: object, n: int) -> bool:
+    """An array cell holding n values (a missing cell is None or NaN)."""
+    return isinstance(value, list | tuple | np.ndarray) and len(value) == n
+
+
+@dataclass(frozen=True)
+class Masks:
+    """One fold's pseudo masks in the order of the classes trained on.
+
+    `images` (len(classes), m, m) uint8; `present[c]` False where the masks stage wrote none
+    (no training sample of that class in the fold); `index[label]` = the mask file's class index.
+    """
+
+    images: np.ndarray
+    present: np.ndarray
+    index: dict[str, int]
+    size: int
+
+
+def masks_order(work: str | Path, dataset: str) -> tuple[str, ...]:
+    """The class order of the masks stage (FMPN's), from its stage.json."""
+    folder = Path(work) / dataset / MASKS
+    record = read_record(folder)
+    if record is None or not record.get("complete"):
+        raise InputError(f"{folder}: no complete masks (FMPN trains against them); run "
+                         f"`fer-prep masks --dataset {dataset}` first")
+    if record.get("stale"):
+        raise InputError(f"{folder}: stale, the faces or folds changed after the masks were made; "
+                         f"run `fer-prep masks --dataset {dataset}` again")
+    order = record.get("classes") or {}
+    return tuple(order[k] for k in sorted(order, key=int))
+
+
+def read_masks(inputs: Inputs, fold: int) -> Masks:
+    """Fold `fold`'s masks of `inputs.classes`; an error if the masks were made on other folds."""
+    folder = inputs.work / inputs.dataset / MASKS
+    record = read_record(folder) or {}
+    order = masks_order(inputs.work, inputs.dataset)
+    if record.get("folds") != inputs.folds_params or record.get("n_folds") != inputs.n_folds:
+        raise InputError(f"{folder}: made on folds {record.get('folds')} but the folds stage now "
+                         f"holds {inputs.folds_params}; run `fer-prep masks --dataset "
+                         f"{inputs.dataset}` again")
+    size = int(record["params"]["size"])
+    images = np.zeros((len(inputs.classes), size, size), np.uint8)
+    present = np.zeros(len(inputs.classes), bool)
+    index = {label: order.index(label) for label in inputs.classes}
+    for c, label in enumerate(inputs.classes):
+        path = folder / str(fold) / f"{index[label]}.png"
+        if not path.is_file():
+            continue
+        try:
+            mask = read_image(path)
+        except UnreadableImage as exc:
+            raise InputError(f"{exc}; run `fer-prep masks --dataset {inputs.dataset} --force`") \
+                from None
+        if mask.shape != (size, size):
+            raise InputError(f"{path}: {mask.shape} mask, but stage.json records {size}×{size}")
+        images[c], present[c] = mask, True
+    if not present.any():
+        raise InputError(f"{folder / str(fold)}: no mask for fold {fold}; run `fer-prep masks "
+                         f"--dataset {inputs.dataset}`")
+    return Masks(images, present, index, size)

@@ -1,0 +1,63 @@
+"""What the training loop needs of a model, in one small base class.
+
+A model takes the batch as the loader gives it (a dict: `image` as uint8, `label`, and what the
+model asked for — `valid` frames of a clip, `landmarks`, `mask`) and returns a dict of outputs
+with `logits` when it classifies. It normalises its own input, as its seed did, so the
+normalisation lives with the model (timm's pretrained config, in spirit), and it names its own
+loss. Defaults (input size, learning rate, epochs, batch size) live with the class; explicit
+arguments win.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+
+
+class FERModel(nn.Module):
+    """Base of every registered model: normalisation, default loss, defaults."""
+
+    #: clips (B, T, 3, H, W) + `valid` (B, T) instead of frames (B, 3, H, W)
+    clip: ClassVar[bool] = False
+    #: needs the pseudo motion masks (`mask`: uint8 (B, 1, m, m), `has_mask`: (B,))
+    needs_masks: ClassVar[bool] = False
+    #: needs chip-space landmarks (`landmarks`: (B, 68, 2) in [0, 1], `has_landmarks`: (B,))
+    needs_landmarks: ClassVar[bool] = False
+    #: (shift, scale): input = (x / 255 − shift) / scale; (0, 1) = the seeds' plain ToTensor()
+    norm: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    defaults: ClassVar[dict[str, Any]] = {"size": 224, "lr": 1e-3, "epochs": 30, "batch_size": 32}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels_last = False  # set by the loop on CUDA
+
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """(…, 3, H, W) in 0…255 (uint8, or float after `augment`) → the float input the seed
+        fed its network. Never in place: the batch may be used again."""
+        shift, scale = self.norm
+        x = image.float() / 255.0
+        if (shift, scale) != (0.0, 1.0):
+            x = x.sub_(shift).div_(scale)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def loss(self, out: Batch, batch: Batch) -> Batch:
+        """The loss to minimise (`loss`) and its parts, for the progress bar and history."""
+        ce = F.cross_entropy(out["logits"].float(), batch["label"])
+        return {"loss": ce, "ce": ce}
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups (FMPN trains its generator ten times slower)."""
+        return [{"params": list(self.parameters()), "lr": lr}]
+
+    def init_from_data(self, landmarks: torch.Tensor | None) -> None:
+        """Set statistics taken from the training part before the first step (default: none).
+
+        `landmarks`: the training rows' chip landmarks (N, 68, 2), those without removed.
+        """

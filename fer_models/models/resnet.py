@@ -1,0 +1,28 @@
+"""`resnet18`: the seeds' frame baseline — a torchvision ResNet classifying one face.
+
+Emotion-FAN's `baseline_ck_plus.py` / `baseline_afew.py`: ResNet-18, 224 px, inputs in [0, 1]
+(`Resize(224)`, `RandomHorizontalFlip()`, `ToTensor()`, no Normalize), one label per frame.
+Kept: the architecture and the input range. Changed: AdamW instead of SGD, and the trunk is
+selectable (`backbone=`: resnet18, resnet34, resnet50).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from fer_models.models.backbone import create_backbone
+from fer_models.models.base import Batch, FERModel
+
+
+class ResNetClassifier(FERModel):
+    """Backbone → dropout → linear classifier."""
+
+    def __init__(self, num_classes: int, backbone: str = "resnet18", dropout: float = 0.5) -> None:
+        super().__init__()
+        self.backbone, dim = create_backbone(backbone)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, batch: Batch) -> Batch:
+        features = self.backbone(self.prepare(batch["image"]))
+        return {"logits": self.head(self.dropout(features))}

@@ -1,0 +1,465 @@
+"""The training loop: per fold, train on its training part, test on its test part, checkpoint.
+
+    WORK/<dataset>/train/<run>/          <run>: the model's name (`fmpn-stage1` for FMPN's stage 1)
+      metrics.json      classes, the resolved config, every fold's accuracy and confusion matrix,
+                        the mean ± std over folds and the pooled accuracy
+      confusion.png     every fold's test predictions together
+      fold_<K>/last.pt  model, optimizer, scheduler, epoch, RNG state: `--resume` continues here
+      fold_<K>/best.pt  the epoch with the best test accuracy (what the seeds report)
+      fold_<K>/metrics.json, fold_<K>/confusion.png
+
+The table and `accuracy` are the last epoch's: choosing the epoch by its test accuracy, as the
+seeds do, selects on the test set; `best_accuracy` is kept beside it for comparison.
+
+CPU runs are deterministic (`torch.use_deterministic_algorithms`), and a run killed after any
+epoch and resumed ends with the weights of one never interrupted: batches and augmentation depend
+only on (seed, epoch) (`fer_models.data.SeededSampler`), dropout on the RNG state saved with
+every epoch. On CUDA: bf16 autocast, channels_last, pinned memory, non-blocking copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fer_models.data import ClipDataset, FaceDataset, augment, make_loader
+from fer_models.inputs import InputError, Inputs, masks_order, read_inputs, read_masks
+from fer_models.models import MODELS, create_model
+from fer_models.models.backbone import load_pretrained
+from fer_models.models.base import Batch, FERModel
+from fer_models.report import confusion_png
+from fer_prep.cache import atomic_path, write_text_atomic
+
+RUNS = "train"
+LAST, BEST, METRICS, CONFUSION = "last.pt", "best.pt", "metrics.json", "confusion.png"
+WEIGHT_DECAY = 1e-4
+#: options set by the loop itself, not by the user
+DERIVED = ("num_classes", "mask_size")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a fold's result depends on; saved in metrics.json and every checkpoint.
+
+    Worker count, device and cache size are left out: they change the speed, not the run.
+    """
+
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    size: int
+    seed: int
+    pretrained: str | None = None
+    weight_decay: float = WEIGHT_DECAY
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run(self) -> str:
+        return "fmpn-stage1" if self.model == "fmpn" and self.options.get("stage") == 1 \
+            else self.model
+
+
+def resolve_config(model: str, epochs: int | None = None, batch_size: int | None = None,
+                   lr: float | None = None, size: int | None = None, seed: int = 0,
+                   pretrained: str | Path | None = None, **options: Any) -> Config:
+    """The model's defaults, every argument given (not None) winning; options checked against
+    the model's own parameters."""
+    cls = MODELS.get(model)
+    defaults = cls.defaults
+    options = {k: v for k, v in options.items() if v is not None}
+    takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *DERIVED)]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise InputError(f"{model} takes no option {', '.join(unknown)} (its options: "
+                         f"{', '.join(takes) or 'none'})")
+    pick = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "size": size}
+    values = {k: defaults[k] if v is None else v for k, v in pick.items()}
+    return Config(model=model, seed=seed, options=options,
+                  pretrained=None if pretrained is None else str(pretrained), **values)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto`: CUDA when torch sees a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda, but torch sees no CUDA GPU here (use --device auto)")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def determinism(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on the CPU (restored afterwards); cuDNN autotuning on CUDA."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+@dataclass
+class Run:
+    """One training run: what it reads, how, and where it writes."""
+
+    config: Config
+    inputs: Inputs
+    device: torch.device
+    folder: Path
+    workers: int
+    cache_bytes: int
+    resume: bool
+    progress: bool
+    echo: Callable[[str], None]
+
+    @property
+    def cls(self) -> type[FERModel]:
+        return MODELS.get(self.config.model)
+
+
+def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
+          fold: int | str = "all", *, epochs: int | None = None, batch_size: int | None = None,
+          lr: float | None = None, size: int | None = None, seed: int = 0,
+          device: str = "auto", pretrained: str | Path | None = None, resume: bool = False,
+          workers: int | None = None, cache_gb: float = 4.0, progress: bool = True,
+          echo: Callable[[str], None] = print, **options: Any) -> dict[str, Any]:
+    """Train `model` on fold `fold` (or every fold) of `WORK/<dataset>/`; return the metrics.
+
+    `options` go to the model (e.g. `at_type="self"`, `stage=1`, `backbone="resnet34"`); None
+    leaves a model's default. Raises InputError (a ValueError) naming the missing or bad input
+    and what makes it; KeyError for an unknown model.
+    """
+    work = Path(work)
+    config = resolve_config(model, epochs, batch_size, lr, size, seed, pretrained, **options)
+    dev = resolve_device(device)
+    cls = MODELS.get(model)
+    inputs = read_inputs(dataset, work, masks_order(work, dataset) if cls.needs_masks else None)
+    if inputs.left_out:
+        counts = ", ".join(f"{n} {label}" for label, n in inputs.left_out.items())
+        echo(f"note: {counts} rows left out: {model} trains on {', '.join(inputs.classes)}")
+    run = Run(config=config, inputs=inputs, device=dev, folder=work / dataset / RUNS / config.run,
+              workers=min(4, os.cpu_count() or 1) if workers is None else workers,
+              cache_bytes=int(cache_gb * 2**30), resume=resume, progress=progress, echo=echo)
+    with determinism(dev):
+        for k in select_folds(inputs, fold, echo):
+            fit_fold(run, k)
+    return collect(run)
+
+
+def select_folds(inputs: Inputs, fold: int | str, echo: Callable[[str], None]) -> list[int]:
+    """The folds to train: one (checked), or every fold with a test part."""
+    folds_dir = inputs.work / inputs.dataset / "folds"
+    has_test = set(inputs.rows["fold"].unique())
+    if str(fold) == "all":
+        empty = [k for k in range(inputs.n_folds) if k not in has_test]
+        if empty:
+            echo(f"note: fold(s) {', '.join(map(str, empty))} have no test rows of "
+                 f"{', '.join(inputs.classes)}; skipped")
+        return [k for k in range(inputs.n_folds) if k in has_test]
+    k = int(fold)
+    if not 0 <= k < inputs.n_folds:
+        raise InputError(f"fold {k} out of range: {folds_dir} holds {inputs.n_folds} fold(s), "
+                         f"0…{inputs.n_folds - 1}")
+    if k not in has_test:
+        raise InputError(f"fold {k} of {folds_dir} has no test rows to evaluate on")
+    return [k]
+
+
+def fit_fold(run: Run, k: int) -> None:
+    """Train and test fold `k` (resuming from its last.pt if asked); write its outputs."""
+    cfg, inputs, dev = run.config, run.inputs, run.device
+    folder = run.folder / f"fold_{k}"
+    ckpt = _resumable(run, folder)
+    if ckpt is not None and ckpt["epoch"] >= cfg.epochs and (folder / METRICS).is_file():
+        run.echo(f"fold {k}: complete in {folder}, kept")
+        return
+    if ckpt is None and folder.exists():
+        shutil.rmtree(folder)  # a fresh start keeps nothing of an earlier run
+
+    masks = read_masks(inputs, k) if run.cls.needs_masks else None
+    options = {**cfg.options, **({"mask_size": masks.size} if masks else {})}
+    train_rows, test_rows = inputs.part(k, "train"), inputs.part(k, "test")
+    loaders = {part: make_loader(_dataset(run, rows, part == "train", masks), cfg.batch_size,
+                                 part == "train", cfg.seed, run.workers, dev.type == "cuda")
+               for part, rows in (("train", train_rows), ("test", test_rows))}
+
+    torch.manual_seed(cfg.seed)
+    net = create_model(cfg.model, len(inputs.classes), **options)
+    extra: dict[str, Any] = {}
+    if ckpt is None:
+        extra = _initialise(run, net, k, train_rows)
+    net.to(dev)
+    if dev.type == "cuda":
+        net.to(memory_format=torch.channels_last)
+        net.channels_last = True
+    opt = torch.optim.AdamW(net.param_groups(cfg.lr), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    start, history, best = 0, [], None
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        start, history, best, extra = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["extra"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if dev.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        run.echo(f"fold {k}: resumed after epoch {start} from {folder / LAST}")
+
+    test = None
+    for epoch in range(start, cfg.epochs):
+        loaders["train"].sampler.set_epoch(epoch)
+        fit = train_epoch(net, opt, loaders["train"], dev,
+                          f"{cfg.run} fold {k} epoch {epoch + 1}/{cfg.epochs}", run.progress)
+        sched.step()
+        test = evaluate(net, loaders["test"], dev, len(inputs.classes))
+        history.append({"epoch": epoch + 1, **{f"train_{n}": v for n, v in fit.items()},
+                        **{f"test_{n}": v for n, v in test.items() if n != "confusion"}})
+        if best is None or _score(test) > best["score"]:
+            best = {"epoch": epoch + 1, "score": _score(test), "accuracy": test["accuracy"]}
+            _save(folder / BEST, {"model": net.state_dict(), "epoch": epoch + 1,
+                                  "classes": inputs.classes, "config": asdict(cfg)})
+        _save(folder / LAST, {
+            "model": net.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+            "best": best, "extra": extra, "classes": inputs.classes, "config": asdict(cfg),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None},
+        })
+        run.echo(_epoch_line(k, epoch + 1, cfg.epochs, fit, test))
+    if test is None:  # resumed a finished fold whose metrics were lost
+        test = evaluate(net, loaders["test"], dev, len(inputs.classes))
+    _write_fold(run, k, folder, test, history, best, extra, len(loaders["train"].dataset),
+                len(loaders["test"].dataset))
+
+
+def _dataset(run: Run, rows: Any, train: bool, masks: Any) -> FaceDataset | ClipDataset:
+    threads = max(1, os.cpu_count() or 1)
+    if run.cls.clip:
+        return ClipDataset(run.inputs, rows, run.config.size, train,
+                           cache_bytes=run.cache_bytes, threads=threads)
+    return FaceDataset(run.inputs, rows, run.config.size, train,
+                       landmarks=run.cls.needs_landmarks, masks=masks,
+                       cache_bytes=run.cache_bytes, threads=threads)
+
+
+def _resumable(run: Run, folder: Path) -> dict[str, Any] | None:
+    """The fold's last.pt when resuming and it exists; an error if it was another config's."""
+    path = folder / LAST
+    if not run.resume or not path.is_file():
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    theirs = {**ckpt.get("config", {}), "classes": ckpt.get("classes")}
+    ours = {**asdict(run.config), "classes": run.inputs.classes}
+    differ = [f"{k} {theirs.get(k)!r} (now {v!r})" for k, v in ours.items() if theirs.get(k) != v]
+    if differ:
+        raise InputError(f"{path}: made with {', '.join(differ)}; resume with the same settings, "
+                         "or drop --resume to start over")
+    return ckpt
+
+
+def _initialise(run: Run, net: FERModel, k: int, train_rows: Any) -> dict[str, Any]:
+    """A fresh model's starting point: pretrained weights, stage-1 generator, data statistics."""
+    extra: dict[str, Any] = {}
+    cfg = run.config
+    if cfg.pretrained:
+        try:
+            extra["pretrained"] = load_pretrained(net, cfg.pretrained,
+                                                  cfg.options.get("backbone", "resnet18"))
+        except FileNotFoundError as exc:
+            raise InputError(str(exc)) from None
+        run.echo(f"fold {k}: {extra['pretrained']['loaded']} tensors from "
+                 f"{extra['pretrained']['path']}")
+    if cfg.model == "fmpn" and cfg.options.get("stage", 2) == 2:
+        extra["generator_from"] = _stage1_generator(run, net, k)
+    if run.cls.needs_landmarks:
+        has = train_rows["has_landmarks"].to_numpy()
+        net.init_from_data(torch.from_numpy(run.inputs.landmarks[train_rows.index[has]]))
+    return extra
+
+
+def _stage1_generator(run: Run, net: FERModel, k: int) -> str | None:
+    """Stage 1's generator of the same fold, if trained (last.pt: no test-set selection)."""
+    path = run.folder.parent / "fmpn-stage1" / f"fold_{k}" / LAST
+    if not path.is_file():
+        run.echo(f"fold {k}: no stage-1 generator at {path}; the generator starts untrained "
+                 "(`fer-train --model fmpn --stage 1` trains it first)")
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    generator = {n: t for n, t in state.items() if n.startswith("generator.")}
+    try:
+        net.load_state_dict(generator, strict=False)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: its generator does not fit this one ({exc}); train stage 1 "
+                         "with the same --ngf, --n-blocks") from None
+    run.echo(f"fold {k}: generator from {path}")
+    return str(path)
+
+
+def _to(batch: Batch, dev: torch.device) -> Batch:
+    return {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+
+
+def _autocast(dev: torch.device) -> torch.autocast:
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
+def _images(batch: Batch) -> int:
+    """Faces in a batch (frames, for clips)."""
+    return batch["image"].shape[:-3].numel()
+
+
+def train_epoch(net: FERModel, opt: torch.optim.Optimizer, loader: Any, dev: torch.device,
+                desc: str, progress: bool) -> dict[str, float]:
+    """One pass over the training part; a progress bar with loss, accuracy and images/s."""
+    net.train()
+    sums: dict[str, torch.Tensor] = {}
+    correct = torch.zeros((), device=dev)
+    seen = images = 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress,
+               dynamic_ncols=True)
+    for step, batch in enumerate(bar, 1):
+        batch = _to(batch, dev)
+        if "crop" in batch:
+            batch = augment(batch)
+        with _autocast(dev):
+            out = net(batch)
+            parts = net.loss(out, batch)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        opt.step()
+        n = len(batch["label"])
+        seen, images = seen + n, images + _images(batch)
+        for name, value in parts.items():  # summed on the device: no sync per step
+            sums[name] = sums.get(name, 0) + value.detach().float() * n
+        if "logits" in out:
+            correct += (out["logits"].argmax(1) == batch["label"]).sum()
+        if progress and (step % 10 == 0 or step == len(loader)):
+            bar.set_postfix(loss=f"{float(sums['loss']) / seen:.3f}",
+                            acc=f"{100 * float(correct) / seen:.1f}%",
+                            img_s=f"{images / (time.perf_counter() - start):.0f}")
+    result = {name: float(total) / max(seen, 1) for name, total in sums.items()}
+    result["accuracy"] = float(correct) / max(seen, 1) if "ce" in sums else None
+    result["images_per_s"] = images / (time.perf_counter() - start)
+    return result
+
+
+@torch.no_grad()
+def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int) -> dict[str, Any]:
+    """Loss, accuracy and confusion matrix (rows: true, columns: predicted) on a test part."""
+    net.eval()
+    sums: dict[str, float] = {}
+    confusion = np.zeros((n_classes, n_classes), np.int64)
+    seen = 0
+    for batch in loader:
+        batch = _to(batch, dev)
+        with _autocast(dev):
+            out = net(batch)
+            parts = net.loss(out, batch)
+        n = len(batch["label"])
+        seen += n
+        for name, value in parts.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * n
+        if "logits" in out:
+            pred = out["logits"].argmax(1).cpu().numpy()
+            np.add.at(confusion, (batch["label"].cpu().numpy(), pred), 1)
+    result: dict[str, Any] = {name: total / max(seen, 1) for name, total in sums.items()}
+    scored = confusion.sum() > 0
+    result["accuracy"] = float(np.trace(confusion) / confusion.sum()) if scored else None
+    result["confusion"] = confusion.tolist()
+    return result
+
+
+def _score(test: dict[str, Any]) -> float:
+    """Higher is better: accuracy, or minus the mask MSE for FMPN's generator stage."""
+    return test["accuracy"] if test["accuracy"] is not None else -test["mse"]
+
+
+def _save(path: Path, obj: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _epoch_line(k: int, epoch: int, epochs: int, fit: dict[str, Any], test: dict[str, Any]
+                ) -> str:
+    def acc(value: float | None) -> str:
+        return "" if value is None else f" acc {100 * value:.1f}%"
+
+    return (f"fold {k} epoch {epoch}/{epochs}: train loss {fit['loss']:.4f}"
+            f"{acc(fit['accuracy'])}, {fit['images_per_s']:.0f} images/s | test loss "
+            f"{test['loss']:.4f}{acc(test['accuracy'])}")
+
+
+def _write_fold(run: Run, k: int, folder: Path, test: dict[str, Any], history: list,
+                best: dict | None, extra: dict, n_train: int, n_test: int) -> None:
+    """The fold's metrics.json and confusion.png."""
+    inputs = run.inputs
+    metrics = {
+        "fold": k, "n_train": n_train, "n_test": n_test, "epochs": run.config.epochs,
+        "accuracy": test["accuracy"], "test_loss": test["loss"], "test_mse": test.get("mse"),
+        "best_epoch": best and best["epoch"], "best_accuracy": best and best["accuracy"],
+        "confusion": test["confusion"], "history": history, **extra,
+        "classes": inputs.classes, "config": asdict(run.config),
+    }
+    write_text_atomic(folder / METRICS, json.dumps(metrics, indent=2) + "\n")
+    if test["accuracy"] is not None:
+        confusion_png(folder / CONFUSION, np.array(test["confusion"]), inputs.classes,
+                      f"{run.config.run} {inputs.dataset} fold {k}: "
+                      f"{100 * test['accuracy']:.1f}% of {n_test}")
+
+
+def collect(run: Run) -> dict[str, Any]:
+    """metrics.json over every fold trained with this config (this run's and earlier ones')."""
+    inputs, cfg = run.inputs, run.config
+    folds: dict[str, Any] = {}
+    for k in range(inputs.n_folds):
+        path = run.folder / f"fold_{k}" / METRICS
+        if not path.is_file():
+            continue
+        fold = json.loads(path.read_text())
+        if fold.pop("config") != asdict(cfg) or fold.pop("classes") != inputs.classes:
+            run.echo(f"note: {path} was trained with other settings; not in metrics.json")
+            continue
+        folds[str(k)] = fold
+    accuracies = [f["accuracy"] for f in folds.values() if f["accuracy"] is not None]
+    n = len(inputs.classes)
+    confusion = sum((np.array(f["confusion"]) for f in folds.values()),
+                    np.zeros((n, n), np.int64))
+    metrics = {
+        "dataset": inputs.dataset, "model": cfg.model, "run": cfg.run,
+        "unit": "clip" if run.cls.clip else "frame", "classes": inputs.classes,
+        "n_folds": inputs.n_folds, "folds_params": inputs.folds_params,
+        "left_out": inputs.left_out, "config": asdict(cfg), "device": run.device.type,
+        "mean_accuracy": float(np.mean(accuracies)) if accuracies else None,
+        "std_accuracy": float(np.std(accuracies)) if accuracies else None,
+        "overall_accuracy": float(np.trace(confusion) / confusion.sum()) if accuracies else None,
+        "confusion": confusion.tolist(), "folds": folds,
+    }
+    if run.cls.needs_masks:
+        metrics["mask_index"] = {c: masks_order(inputs.work, inputs.dataset).index(c)
+                                 for c in inputs.classes}
+    write_text_atomic(run.folder / METRICS, json.dumps(metrics, indent=2) + "\n")
+    if accuracies:
+        confusion_png(run.folder / CONFUSION, confusion, inputs.classes,
+                      f"{cfg.run} {inputs.dataset}, {len(folds)} fold(s): "
+                      f"{100 * metrics['overall_accuracy']:.1f}% of {int(confusion.sum())}")
+    return metrics
