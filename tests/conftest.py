@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path:
-    """The shared data folder: $FER_PREP_SHARED, else `../shared` next to the repository."""
-    return Path(os.environ.get("FER_PREP_SHARED", REPO.parent / "shared")).expanduser()
+    """The shared data folder, absolute (tests link into it): $FER_PREP_SHARED, else `../shared`
+    next to the repository."""
+    return Path(os.environ.get("FER_PREP_SHARED", REPO.parent / "shared")).expanduser().absolute()
 
 
 @pytest.fixture(scope="session")
