@@ -219,12 +219,12 @@ def collate_clips(items: list[Item]) -> Item:
 
 
 def seed_worker(_: int) -> None:
-    """Seed a loader worker's global generators from its torch seed; one thread per worker."""
+    """Seed a loader worker's global generators from its torch seed; one torch thread per worker
+    (its OpenCV thread count comes from the parent, see `make_loader`)."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
 
 
 def make_loader(dataset: FaceDataset | ClipDataset, batch_size: int, train: bool, seed: int,
@@ -234,6 +234,11 @@ def make_loader(dataset: FaceDataset | ClipDataset, batch_size: int, train: bool
     A training batch of one sample is dropped (BatchNorm cannot train on it); test sets are
     whole.
     """
+    if workers:
+        # OpenCV's thread pool does not survive fork: a forked worker that resizes it deadlocks
+        # (pthread_cond_destroy waits on threads the fork left behind). One OpenCV thread, set
+        # here in the parent, is what the workers inherit and never change.
+        cv2.setNumThreads(1)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=SeededSampler(len(dataset), seed, shuffle=train),
         num_workers=workers, collate_fn=collate_clips if isinstance(dataset, ClipDataset)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_prep.cache import read_record
+from fer_prep.cache import read_record, ready_record
 from fer_prep.images import UnreadableImage, read_image
 from fer_prep.labels import CANONICAL
 from fer_prep.manifest import PARQUET, read_manifest
@@ -70,13 +70,7 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     folds_dir = work / dataset / FOLDS
     faces = _manifest(align_dir, f"`fer-prep {dataset} align` makes it")
     folds = _manifest(folds_dir, f"`fer-prep folds --dataset {dataset}` makes it")
-    folds_record = read_record(folds_dir) or {}
-    if not folds_record.get("complete"):
-        raise InputError(f"{folds_dir}: the folds stage did not complete; run "
-                         f"`fer-prep folds --dataset {dataset}` again")
-    if folds_record.get("stale"):
-        raise InputError(f"{folds_dir}: stale, the faces changed after the folds were made; run "
-                         f"`fer-prep folds --dataset {dataset}` again")
+    folds_record = ready_record(folds_dir, f"run `fer-prep folds --dataset {dataset}`")
     ok = folds[folds["status"] == "ok"]
     if ok.empty:
         raise InputError(f"{folds_dir / PARQUET}: no row is in the folds (status ok); see its "
@@ -171,13 +165,8 @@ class Masks:
 def masks_order(work: str | Path, dataset: str) -> tuple[str, ...]:
     """The class order of the masks stage (FMPN's), from its stage.json."""
     folder = Path(work) / dataset / MASKS
-    record = read_record(folder)
-    if record is None or not record.get("complete"):
-        raise InputError(f"{folder}: no complete masks (FMPN trains against them); run "
-                         f"`fer-prep masks --dataset {dataset}` first")
-    if record.get("stale"):
-        raise InputError(f"{folder}: stale, the faces or folds changed after the masks were made; "
-                         f"run `fer-prep masks --dataset {dataset}` again")
+    record = ready_record(folder, f"FMPN trains against the masks: run `fer-prep masks "
+                                  f"--dataset {dataset}`")
     order = record.get("classes") or {}
     return tuple(order[k] for k in sorted(order, key=int))
 

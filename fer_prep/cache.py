@@ -108,3 +108,18 @@ def mark_downstream_stale(dataset_dir: Path, stage: str) -> list[str]:
             write_record(record_path.parent, record)
             flagged.append(record_path.parent.name)
     return flagged
+
+
+class StageNotReady(ValueError):
+    """A stage another one reads has not completed, or is stale."""
+
+
+def ready_record(folder: Path, remedy: str) -> dict[str, Any]:
+    """The record of the complete, up-to-date stage in `folder`; StageNotReady naming the folder
+    and `remedy` (the command that fixes it) otherwise."""
+    record = read_record(folder)
+    if record is None or not record.get("complete"):
+        raise StageNotReady(f"{folder}: the {folder.name} stage has not completed; {remedy}")
+    if record.get("stale"):
+        raise StageNotReady(f"{folder}: stale, a stage it reads changed after it ran; {remedy}")
+    return record

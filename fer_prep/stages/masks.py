@@ -37,6 +37,7 @@ from fer_prep.cache import (
     file_hash,
     mark_downstream_stale,
     read_record,
+    ready_record,
     remove_temporaries,
     stage_fingerprint,
     write_record,
@@ -127,13 +128,8 @@ def _read_folds(dataset: str, work: Path, name: str | None) -> tuple[pd.DataFram
     if name is not None:
         scheme, split = fold_source(dataset, name)
         make_folds(dataset, work, scheme=scheme, split_file=split)
-    record = read_record(folder)
-    if record is None or not record.get("complete"):
-        raise FileNotFoundError(f"{folder}: no complete folds; run `fer-prep folds --dataset "
-                                f"{dataset}` first, or pass --folds (e.g. fmpn)")
-    if record.get("stale"):
-        raise ValueError(f"{folder}: stale, the faces changed after the folds were made; run "
-                         f"`fer-prep folds --dataset {dataset}` again, or pass --folds")
+    record = ready_record(folder, f"run `fer-prep folds --dataset {dataset}`, or pass --folds "
+                                  "(e.g. fmpn)")
     return read_folds(work, dataset), record
 
 
