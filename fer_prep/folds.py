@@ -50,7 +50,7 @@ class Scheme:
 
     assign: Callable[[pd.DataFrame, Options], pd.DataFrame]
     doc: str
-    peaks_only: bool = False  # the seeds' protocol: only peak frames of labelled sequences
+    peaks_only: bool = False  # FMPN's protocol: only the peak frames of labelled sequences
     by_subject: bool = False  # places whole subjects: needs subject ids, at least k of them
     seeded: bool = False  # the seed changes the result
     k_folds: bool = True  # k sets the number of folds (else the split does)
@@ -117,9 +117,13 @@ def fmpn(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     return _placed(rows["subject"].map(fold))
 
 
-@_scheme("emotion-fan", peaks_only=True, by_subject=True)
+@_scheme("emotion-fan", by_subject=True)
 def emotion_fan(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
-    """Emotion-FAN: subjects sorted ascending, dealt round robin (the i-th to fold i mod k)."""
+    """Emotion-FAN: subjects sorted ascending, dealt round robin (the i-th to fold i mod k).
+
+    Every frame with a face is used: Emotion-FAN trains on whole sequences (its loader reads
+    every file of a sequence's folder), so the frames `ckplus align --frames` selected are kept.
+    """
     fold = {s: i % opts.k for i, s in enumerate(sorted(rows["subject"].unique()))}
     return _placed(rows["subject"].map(fold))
 
