@@ -98,6 +98,12 @@ def stage_fingerprint(
     return fp, model_hashes
 
 
+def is_current(record: dict[str, Any] | None, fp: str, input_fp: str) -> bool:
+    """Whether a stage record is complete, not stale, and made with these parameters and input."""
+    return bool(record and record.get("complete") and not record.get("stale")
+                and record.get("fingerprint") == fp and record.get("input_fingerprint") == input_fp)
+
+
 def mark_downstream_stale(dataset_dir: Path, stage: str) -> list[str]:
     """Flag every stage of this dataset that reads `stage` as stale; return their names."""
     flagged = []

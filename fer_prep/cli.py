@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,9 @@ def list_() -> None:
         click.echo(f"  {name:11s} {' '.join(load_preset(name).get('description', '').split())}")
 
 
-def _fold_schemes() -> list[str]:
-    from fer_prep.folds import SCHEMES
-
-    return SCHEMES.names()
+def _names(module: str, registry: str) -> list[str]:
+    """The names in `module.registry` (fold schemes, export formats) for a click.Choice."""
+    return getattr(importlib.import_module(module), registry).names()
 
 
 @main.command("folds", epilog=_example(
@@ -125,7 +125,7 @@ def _fold_schemes() -> list[str]:
     "  fer-prep folds --dataset ckplus --root /data/CK+ --scheme emotion-fan   # labels only\n"
     "  fer-prep folds --dataset afew --split afew-emotion-fan-v1               # scheme file"))
 @click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/align/ to read.")
-@click.option("--scheme", type=click.Choice(_fold_schemes()),
+@click.option("--scheme", type=click.Choice(_names("fer_prep.folds", "SCHEMES")),
               help="Fold scheme [subject-kfold; file when --split is given].")
 @click.option("--k", type=click.IntRange(2), default=10, show_default=True,
               help="Number of folds (k-fold schemes).")
@@ -151,18 +151,13 @@ def folds_(dataset: str, scheme: str | None, k: int, seed: int, root: Path | Non
     click.echo(f"  folds:    {result.folder}/fold_<K>/{{train,test}}.csv")
 
 
-def _export_formats() -> list[str]:
-    from fer_prep.exports import EXPORTS
-
-    return EXPORTS.names()
-
-
 @main.command("export", epilog=_example(
     "fer-prep export fmpn --dataset ckplus --work fer-work --out FMPN-FER/datasets/CKPlus\n"
     "  fer-prep export emotion-fan --dataset afew --out Emotion-FAN/data\n"
     "  fer-prep export imagefolder --dataset ckplus --out ck-folds --copy\n"
     "  fer-prep export landmark-driven --dataset ckplus --out ck-ldfer --size 48"))
-@click.argument("format_", metavar="FORMAT", type=click.Choice(_export_formats()))
+@click.argument("format_", metavar="FORMAT",
+                type=click.Choice(_names("fer_prep.exports", "EXPORTS")))
 @click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/folds/ to export.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
               show_default=True, help="Work folder holding WORK/<dataset>/folds/ and align/.")
@@ -204,7 +199,7 @@ def export_(format_: str, dataset: str, work: Path, out: Path, link: bool, size:
     "  fer-prep export fmpn --dataset ckplus --out FMPN-FER/datasets/CKPlus   # imgs_res/"))
 @click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/align/ to read.")
 @click.option("--folds", "fold_scheme",
-              type=click.Choice([s for s in _fold_schemes() if s != "file"]),
+              type=click.Choice([s for s in _names("fer_prep.folds", "SCHEMES") if s != "file"]),
               help="Make these folds first (fmpn: FMPN's published ones where shipped) "
                    "[the folds as they stand; fmpn's if there are none].")
 @click.option("--per-sample", is_flag=True, help="Also write each peak face's own map.")

@@ -25,6 +25,7 @@ from fer_prep.adapters.ckplus import read_ckplus_labels
 from fer_prep.cache import (
     atomic_path,
     digest,
+    is_current,
     mark_downstream_stale,
     read_record,
     stage_fingerprint,
@@ -161,9 +162,7 @@ def folds(
 
 
 def _up_to_date(record: dict | None, fp: str, input_fp: str, folder: Path) -> bool:
-    if not record or not record.get("complete") or record.get("stale"):
-        return False
-    if record.get("fingerprint") != fp or record.get("input_fingerprint") != input_fp:
+    if not is_current(record, fp, input_fp):
         return False
     lists = [folder / f"fold_{k}" / f"{p}.csv" for k in range(record["n_folds"])
              for p in ("train", "test")]

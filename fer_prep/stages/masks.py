@@ -35,6 +35,7 @@ from fer_prep.cache import (
     atomic_path,
     digest,
     file_hash,
+    is_current,
     mark_downstream_stale,
     read_record,
     ready_record,
@@ -442,9 +443,7 @@ def _clear(folder: Path) -> None:
 
 
 def _up_to_date(record: dict | None, fp: str, input_fp: str, folder: Path) -> bool:
-    if not record or not record.get("complete") or record.get("stale"):
-        return False
-    if record.get("fingerprint") != fp or record.get("input_fingerprint") != input_fp:
+    if not is_current(record, fp, input_fp):
         return False
     if not (folder / PARQUET).is_file() or not (folder / PANEL).is_file():
         return False
