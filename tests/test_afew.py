@@ -223,3 +223,30 @@ def test_manifests_follow_the_shipped_schemas(afew) -> None:
         table = schema(name)
         assert set(manifest.columns) <= set(table.column), stage
         assert set(table.loc[table.required == "yes", "column"]) <= set(manifest.columns), stage
+
+
+def test_two_clips_linking_one_video_are_two_clips(shared: Path, tmp_path: Path) -> None:
+    """Symbolic links are clips of their own (AFEW copies linked into a layout are common)."""
+    from fer_prep.adapters.afew import read_afew
+    from fer_prep.stages.video2frame import FrameParams, video2frame
+
+    video = (shared / "data/media/single_face.mp4").absolute()
+    for name in ("a.mp4", "b.mp4"):
+        link = tmp_path / "afew/Train_AFEW/Happy" / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(video)
+    result = video2frame(read_afew(tmp_path / "afew"), tmp_path / "work", FrameParams(), jobs=1)
+    per_clip = result.manifest.groupby("sequence").size().to_dict()
+    assert per_clip == {"train_a": _decoded_count(video), "train_b": _decoded_count(video)}
+
+
+def test_a_source_listed_twice_is_an_error(shared: Path, tmp_path: Path) -> None:
+    from fer_prep.adapters.afew import read_afew
+    from fer_prep.stages.video2frame import FrameParams, video2frame
+
+    (tmp_path / "afew/Train_AFEW/Happy").mkdir(parents=True)
+    shutil.copy(shared / "data/media/single_face.mp4", tmp_path / "afew/Train_AFEW/Happy")
+    videos = read_afew(tmp_path / "afew")
+    twice = pd.concat([videos, videos.assign(sample_id="train_other")], ignore_index=True)
+    with pytest.raises(ValueError, match="listed twice"):
+        video2frame(twice, tmp_path / "work", FrameParams(), jobs=1)
