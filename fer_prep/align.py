@@ -6,6 +6,8 @@ exactly; `norm_crop` applies it. Template points live in the unit square and are
 pads its face chips, `(p + padding) / (1 + 2 * padding)`, so one `padding` means the same for
 every template. The warp follows dlib's `extract_image_chip` pixel convention, so the `dlib-chip`
 templates reproduce `dlib.get_face_chip` (within a grey level where the chip downscales by < 2).
+OpenCV and scikit-image are imported by the two functions that warp, so listing the templates
+costs nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-from skimage.transform import SimilarityTransform
 
 from fer_prep.faces import Face
 from fer_prep.registry import Registry
@@ -137,6 +137,9 @@ def estimate_norm(src: np.ndarray, points: np.ndarray, size: int, padding: float
     As dlib does: fit chip → frame, read off its rotation, scale and centre, and map the chip's
     corner pixels (0 and size − 1) onto the frame rectangle of that scale.
     """
+    import cv2
+    from skimage.transform import SimilarityTransform
+
     dst = (np.asarray(points, float) + padding) / (1 + 2 * padding) * size
     fit = SimilarityTransform.from_estimate(dst, np.asarray(src, float)).params  # chip → frame
     scale = np.hypot(fit[0, 0], fit[1, 0])
@@ -155,6 +158,8 @@ def norm_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     Where the chip shrinks the face by 2× or more, the frame is first halved with a Gaussian
     pyramid (as dlib does) so the chip does not alias.
     """
+    import cv2
+
     matrix = np.asarray(matrix, float).copy()
     scale = np.hypot(matrix[0, 0], matrix[1, 0])  # chip pixels per frame pixel
     while scale <= 0.5:

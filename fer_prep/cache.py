@@ -1,25 +1,28 @@
-"""What makes a stage cacheable: fingerprints, atomic writes and the stage record.
+"""What makes a stage cacheable: fingerprints, atomic writes, the stage record and its lock.
 
 A stage folder holds `stage.json` (the record), `manifest.parquet` (+ `manifest.csv`) and its output
 files. The record's fingerprint covers the stage version, its parameters, the package version and
 the hashes of the model files (DVC's stage hash); what cannot change a result — worker count,
 verbosity — is left out (joblib.Memory's `ignore=`). Every file is written under a temporary name
 and renamed into place, so a killed run leaves nothing half-written that a later run would trust.
+Standard library only: the no-op check of a finished stage runs on this module alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from fer_prep import __version__
+from fer_prep.errors import ENVIRONMENT_ERRNOS, LockedError, StageNotReady, output_error
 
 RECORD = "stage.json"
 TMP_MARK = ".tmp-"
@@ -31,8 +34,8 @@ def digest(obj: Any) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-@cache
-def _file_hash(path: str, size: int, mtime_ns: int) -> str:
+def file_hash(path: str | Path) -> str:
+    """Content hash of a file."""
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -40,22 +43,35 @@ def _file_hash(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def file_hash(path: str | Path) -> str:
-    """Content hash of a file (memoised per size and mtime within a process)."""
+def stat_key(path: str | Path) -> list[int]:
+    """Size, mtime and inode: the fast check that a file is the one hashed before."""
     st = os.stat(path)
-    return _file_hash(str(path), st.st_size, st.st_mtime_ns)
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp sibling of `path` (same suffix) to write; renamed into place on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
+    """Yield a temp sibling of `path` (same suffix) to write; renamed into place on success.
+
+    A full disk, a read-only folder or a permission error while writing is the place's fault,
+    not the item's: it raises `WorkError`, which stops the run (the resume redoes the item).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
+    except OSError as exc:
+        if exc.errno in ENVIRONMENT_ERRNOS:
+            raise output_error(path, exc) from exc
+        raise
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in ENVIRONMENT_ERRNOS:
+            raise output_error(path, exc) from exc
+        raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 
@@ -81,7 +97,7 @@ def read_record(stage_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
 
 
@@ -89,19 +105,24 @@ def write_record(stage_dir: Path, record: dict[str, Any]) -> None:
     write_text_atomic(stage_dir / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def stage_fingerprint(
-    stage: str, version: int, params: dict[str, Any], models: list[Path]
-) -> tuple[str, dict[str, str]]:
-    """The stage's fingerprint and the model-file hashes it covers."""
-    model_hashes = {Path(m).name: file_hash(m) for m in models}
-    fp = digest([stage, version, __version__, params, model_hashes])
-    return fp, model_hashes
+def model_hashes(models: list[Path], known: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """{file name: {hash, stat}} of the model files; a hash in `known` (an earlier record's) is
+    reused while the file's size, mtime and inode are unchanged (dlib's 68-point model is 99 MB)."""
+    known = known or {}
+    out = {}
+    for path in models:
+        stat = stat_key(path)
+        old = known.get(Path(path).name)
+        reuse = isinstance(old, dict) and old.get("stat") == stat
+        out[Path(path).name] = {"hash": old["hash"] if reuse else file_hash(path), "stat": stat}
+    return out
 
 
-def is_current(record: dict[str, Any] | None, fp: str, input_fp: str) -> bool:
-    """Whether a stage record is complete, not stale, and made with these parameters and input."""
-    return bool(record and record.get("complete") and not record.get("stale")
-                and record.get("fingerprint") == fp and record.get("input_fingerprint") == input_fp)
+def stage_fingerprint(stage: str, version: int, params: dict[str, Any],
+                      models: dict[str, dict[str, Any]]) -> str:
+    """The stage's fingerprint: version, package version, parameters and model contents."""
+    return digest([stage, version, __version__, params,
+                   {name: m["hash"] for name, m in models.items()}])
 
 
 def mark_downstream_stale(dataset_dir: Path, stage: str) -> list[str]:
@@ -116,10 +137,6 @@ def mark_downstream_stale(dataset_dir: Path, stage: str) -> list[str]:
     return flagged
 
 
-class StageNotReady(ValueError):
-    """A stage another one reads has not completed, or is stale."""
-
-
 def ready_record(folder: Path, remedy: str) -> dict[str, Any]:
     """The record of the complete, up-to-date stage in `folder`; StageNotReady naming the folder
     and `remedy` (the command that fixes it) otherwise."""
@@ -129,3 +146,26 @@ def ready_record(folder: Path, remedy: str) -> dict[str, Any]:
     if record.get("stale"):
         raise StageNotReady(f"{folder}: stale, a stage it reads changed after it ran; {remedy}")
     return record
+
+
+@contextlib.contextmanager
+def stage_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder`'s lock (`.<name>.lock` beside it, with the holder's pid) while a run writes.
+
+    A second run on the same folder stops at once with `LockedError` naming the holder. The
+    kernel releases the lock when its holder dies, so a killed run never leaves it behind.
+    """
+    path = folder.parent / f".{folder.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise LockedError(f"{folder} is being written by another fer-prep run ({holder}); "
+                              "wait for it to finish, or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

@@ -1,14 +1,35 @@
-"""`fer-prep`: a thin click layer over the Python API (every command is a few lines)."""
+"""`fer-prep`: generated from the dataset and stage registries, a thin layer over the Python API.
+
+`fer-prep <dataset> <stage>` exists for every registered dataset and every stage that applies to
+it; its options are the dataset reader's and the stage's parameter dataclasses, so a dataset or
+stage registered anywhere (a plugin, a test) gets its commands without a line here. The
+cross-dataset commands (`folds`, `masks`, `export`, `list`, `sample`) sit beside them. Every
+command calls `fer_prep.runner.run` (or `export`) and prints; nothing here decides a result.
+
+Exit codes: 0 done (rows that failed are in the manifest), 1 a user mistake (`Error: …` on one
+line: a wrong path, option or input), 2 a bug (its traceback), 130 interrupted.
+"""
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
+import logging
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from fer_prep import __version__
+from fer_prep.errors import FerPrepError
+from fer_prep.params import field_type
+
+CROSS = ("export", "folds", "list", "masks", "sample")
+CROSS_STAGES = ("folds", "masks")  # stages with a cross-dataset command (`--dataset D`)
 
 
 def _example(text: str) -> str:
@@ -16,139 +37,345 @@ def _example(text: str) -> str:
     return "\b\nExample:\n  " + text
 
 
-def root_option(help_text: str, required: bool = True):
-    """--root: the dataset folder in its original published layout."""
-    return click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                        required=required, help=help_text)
+class LazyChoice(click.Choice):
+    """A click.Choice whose names come from a registry when first needed (parsing or help), so
+    building the command imports nothing."""
+
+    def __init__(self, names: Callable[[], Sequence[str]]) -> None:
+        self._names = names
+        super().__init__([])
+
+    @property
+    def choices(self) -> Sequence[str]:
+        return list(self._names())
+
+    @choices.setter
+    def choices(self, _: Sequence[str]) -> None:
+        pass
 
 
-def work_options(func):
-    """--work / --jobs / --force, shared by every stage command."""
-    func = click.option("--force", is_flag=True, help="Redo the stage even if up to date.")(func)
-    func = click.option(
-        "--jobs", "-j", type=int, default=0, show_default=True,
-        help="Worker processes (0 = all cores).",
-    )(func)
-    return click.option(
-        "--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
-        show_default=True, help="Work folder; a stage writes WORK/<dataset>/<stage>/.",
-    )(func)
+class NumberOrAll(click.ParamType):
+    """A positive number, or `all` (None: no limit), e.g. --fps all."""
+
+    name = "N|all"
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        if value is None or value == "all":
+            return None
+        try:
+            return self.kind(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither 'all' nor a number", param, ctx)
 
 
-def align_options(func):
-    """Face backend and alignment options; unset ones come from the preset."""
-    from fer_prep.align import TEMPLATES
-    from fer_prep.faces import list_backends
-    from pipelines import list_presets
+def field_options(cls: type) -> list[click.Option]:
+    """One click option per field of the dataclass `cls`, from its `option(...)` metadata.
 
-    options = [
-        click.option("--preset", type=click.Choice(list_presets()), default="default",
-                     show_default=True, help="Recipe in pipelines/ giving the defaults below."),
-        click.option("--backend", type=click.Choice(list_backends()),
-                     help="Face detector + landmarks [preset: mediapipe]."),
-        click.option("--template", type=click.Choice(TEMPLATES.names()),
-                     help="Alignment template [preset: eyes]."),
-        click.option("--size", type=click.IntRange(16, 2048), help="Chip side in pixels [224]."),
-        click.option("--padding", type=click.FloatRange(0, 2),
-                     help="Margin around the template, dlib's convention [0.25]."),
-        click.option("--grey/--colour", "grey", default=None, help="Grey or colour chips."),
-        click.option("--format", type=click.Choice(["png", "jpg"]),
-                     help="Chip files: png (lossless) or jpg (q95, faster) [png; jpg for video]."),
+    Every default is None, so an option not given never overrides the preset or the library
+    default (timm's rule); the help shows the library default.
+    """
+    out = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = field_type(cls, f.name)
+        shown = "" if f.default is None else f" [default: {f.default}]"
+        if kind is bool:
+            out.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=None,
+                                    help=meta["help"] + shown))
+            continue
+        if meta.get("choices") is not None:
+            found = meta["choices"]
+            ptype: Any = LazyChoice(found if callable(found) else lambda c=found: c)
+        elif kind is float and f.name == "fps":
+            ptype = NumberOrAll(float)
+        elif kind in (int, float):
+            rng = click.IntRange if kind is int else click.FloatRange
+            ptype = rng(meta.get("low"), meta.get("high"))
+        else:
+            ptype = kind
+        out.append(click.Option([flag, f.name], type=ptype, default=None,
+                                help=meta["help"] + shown))
+    return out
+
+
+class Progress:
+    """The runner's progress callback: a tqdm bar on a terminal, else a line every ~10 %."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.what = ""
+        self.start = self.last = time.monotonic()
+        self.next_mark = 0
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            if self.bar is None or self.what != what:
+                from tqdm import tqdm
+
+                self.close()
+                self.bar = tqdm(total=total, desc=what, unit="item")
+                self.what = what
+            self.bar.update(done - self.bar.n)
+            return
+        now = time.monotonic()
+        if what != self.what or done == 0:
+            self.what, self.start, self.last, self.next_mark = what, now, now, 1
+            return
+        if done >= self.next_mark or now - self.last > 30 or done == total:
+            rate = done / max(now - self.start, 1e-9)
+            eta = (total - done) / rate if rate else float("inf")
+            click.echo(f"{what}: {done}/{total} ({rate:.1f} items/s, ETA {eta:.0f} s)", err=True)
+            self.last = now
+            self.next_mark = done + max(1, total // 10)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _Echo(logging.Handler):
+    """The library's log lines on stderr, as the tool's own: `warning: …`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        click.echo(prefix + record.getMessage(), err=True)
+
+
+def _work_options() -> list[click.Option]:
+    return [
+        click.Option(["--work"], type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("fer-work"), show_default=True,
+                     help="Work folder; a stage writes WORK/<dataset>/<stage>/."),
+        click.Option(["--jobs", "-j"], type=click.IntRange(0), default=0, show_default=True,
+                     help="Worker processes (0 = all cores)."),
+        click.Option(["--force"], is_flag=True, help="Redo the stage even if up to date."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
-def resolve_align(preset: str, video: bool = False, **given: Any):
-    """AlignParams from the preset (its `[video-align]` over `[align]` for clips), every option
-    the user gave winning."""
-    from fer_prep.stages.align import AlignParams
-    from pipelines import load_preset
+def _datasets() -> list[str]:
+    from fer_prep.datasets import list_datasets
 
-    recipe = load_preset(preset)
-    values = dict(recipe.get("align", {}))
-    if video:
-        values.update(recipe.get("video-align", {}))
-    values.update({k: v for k, v in given.items() if v is not None})
-    return AlignParams(**values)
+    return list_datasets()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_example(
-    "fer-prep sample --out sample-data && fer-prep ckplus align --root sample-data/ckplus"))
+def stage_command(stage_name: str, dataset: str | None, name: str) -> click.Command:
+    """The command running `stage_name`: on `dataset`, or (cross) on the one --dataset names."""
+    from fer_prep.datasets import get_dataset
+    from fer_prep.stages import get_stage
+
+    stage = get_stage(stage_name)
+    params: list[click.Parameter] = []
+    if dataset is None:
+        params.append(click.Option(["--dataset"], type=LazyChoice(_datasets), required=True,
+                                   help="Dataset whose WORK/<dataset>/ to use."))
+    ds = get_dataset(dataset) if dataset else None
+    if stage.root != "none":
+        what = ds.root_help if ds else "The dataset root."
+        if stage.root == "optional":
+            what = ROOT_HELP.get(stage_name, what)
+        params.append(click.Option(["--root"], type=click.Path(path_type=Path),
+                                   required=stage.root == "required", help=what))
+    if ds is not None and stage.root != "none" and stage.reader_options:
+        params += field_options(ds.Options)
+    if stage.Params.preset_tables:
+        from fer_prep.params import list_presets
+
+        params.append(click.Option(["--preset"], help="A recipe in pipelines/ (or a .toml "
+                                   "file) giving the defaults below [default].",
+                                   type=str, metavar="|".join(list_presets()) + "|FILE"))
+    params += field_options(stage.Params)
+    params += _work_options()
+
+    def callback(work: Path, jobs: int, force: bool, **given: Any) -> None:
+        from fer_prep.runner import run
+
+        chosen = given.pop("dataset", dataset)
+        root, preset = given.pop("root", None), given.pop("preset", None)
+        progress = Progress()
+        try:
+            result = run(chosen, stage_name, work, root=root, preset=preset, jobs=jobs,
+                         force=force, progress=progress,
+                         **{k: v for k, v in given.items() if v is not None})
+        finally:
+            progress.close()
+        click.echo(result.summary())
+
+    where = f"fer-prep {dataset} {name}" if dataset else f"fer-prep {name} --dataset ckplus"
+    example = EXAMPLES.get(stage_name, "{cmd} --work fer-work")
+    return click.Command(name, params=params, callback=callback, help=stage.help(),
+                         short_help=stage.help().splitlines()[0],
+                         epilog=_example(example.format(cmd=where, dataset=dataset or "ckplus")))
+
+
+ROOT_HELP = {
+    "align-video": "The dataset root, for --from-video.",
+    "folds": "The dataset root: folds from its labels alone, no faces needed (CK+).",
+}
+EXAMPLES = {
+    "align": "{cmd} --root /data/{dataset} --work fer-work --backend dlib-hog",
+    "align-video": "{cmd} --work fer-work --preset emotion-fan --smooth",
+    "video2frame": "{cmd} --root /data/{dataset} --work fer-work --fps all --max-side 720",
+    "folds": "{cmd} --work fer-work --scheme fmpn",
+    "masks": "{cmd} --work fer-work --warp dense --per-sample",
+}
+
+
+class DatasetGroup(click.Group):
+    """`fer-prep <dataset>`: a command per stage that applies to the dataset."""
+
+    def __init__(self, dataset: str) -> None:
+        from fer_prep.datasets import get_dataset
+
+        self.dataset = get_dataset(dataset)
+        super().__init__(dataset, help=self.dataset.title, short_help=self.dataset.title)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from fer_prep.stages import stages_for
+
+        return sorted(stages_for(self.dataset))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from fer_prep.stages import stages_for
+
+        stage = stages_for(self.dataset).get(name)
+        return None if stage is None else stage_command(stage, self.dataset.name, name)
+
+
+class Root(click.Group):
+    """The `fer-prep` group: datasets from the registry, then the cross-dataset commands. Its
+    `main` turns a `FerPrepError` into one `Error:` line and exit 1."""
+
+    debug = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*_datasets(), *CROSS]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in CROSS_STAGES:
+            return stage_command(name, None, name)
+        if name in CROSS:
+            return super().get_command(ctx, name)
+        return DatasetGroup(name) if name in _datasets() else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        datasets = [(n, self.get_command(ctx, n).get_short_help_str(70)) for n in _datasets()]
+        cross = [(n, self.get_command(ctx, n).get_short_help_str(70)) for n in CROSS]
+        with formatter.section("Datasets (fer-prep DATASET STAGE --help)"):
+            formatter.write_dl(datasets)
+        with formatter.section("Commands"):
+            formatter.write_dl(cross)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(1)
+        except FerPrepError as exc:
+            if self.debug:
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except (KeyboardInterrupt, click.Abort):
+            click.echo("Interrupted: run the same command again to resume; what is finished is "
+                       "kept.", err=True)
+            sys.exit(130)
+        except Exception:
+            traceback.print_exc()
+            click.echo("fer-prep: an internal error (a bug); please report it with the "
+                       "traceback above.", err=True)
+            sys.exit(2)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM ends the run as Ctrl-C does: workers stopped, finished items kept."""
+    raise KeyboardInterrupt
+
+
+@click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=_example("fer-prep sample --out sample-data && "
+                             "fer-prep ckplus align --root sample-data/ckplus"))
 @click.version_option(__version__, prog_name="fer-prep")
-def main() -> None:
-    """Turn public FER datasets into aligned faces, landmarks and manifests."""
+@click.option("--debug", is_flag=True, help="Show the traceback of every error.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Turn public FER datasets into aligned faces, landmarks, folds, masks and manifests."""
+    Root.debug = debug
+    log = logging.getLogger("fer_prep")
+    if not any(isinstance(h, _Echo) for h in log.handlers):
+        log.addHandler(_Echo())
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+
+@main.command("list", epilog=_example("fer-prep list"))
+def list_() -> None:
+    """List the registered datasets, stages, backends, templates, schemes, exports, presets."""
+    from fer_prep.align import TEMPLATES
+    from fer_prep.datasets import get_dataset
+    from fer_prep.exports import EXPORTS
+    from fer_prep.faces import list_backends
+    from fer_prep.folds import SCHEMES
+    from fer_prep.params import list_presets, load_preset
+    from fer_prep.splits import list_splits
+    from fer_prep.stages import get_stage, list_stages, stages_for
+
+    click.echo("datasets:")
+    for name in _datasets():
+        ds = get_dataset(name)
+        click.echo(f"  {name:13s} {ds.kind:9s} {' '.join(sorted(stages_for(ds)))}: {ds.title}")
+    click.echo("stages:")
+    for name in list_stages():
+        stage = get_stage(name)
+        click.echo(f"  {name:13s} → WORK/<dataset>/{stage.folder}/  "
+                   f"{stage.help().splitlines()[0]}")
+    click.echo("backends:     " + ", ".join(list_backends()))
+    click.echo("templates:")
+    for name in TEMPLATES.names():
+        tpl = TEMPLATES.get(name)
+        click.echo(f"  {name:13s} {tpl.size}px pad {tpl.padding}: {tpl.doc}")
+    click.echo("fold schemes: " + ", ".join(SCHEMES.names()))
+    click.echo("exports:      " + ", ".join(EXPORTS.names()))
+    click.echo("splits:       " + ", ".join(list_splits()))
+    click.echo("presets:")
+    for name in list_presets():
+        text = " ".join(load_preset(name)[1].get("description", "").split())
+        click.echo(f"  {name:13s} {text}")
 
 
 @main.command(epilog=_example("fer-prep sample --out sample-data"))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the sample datasets into.")
-def sample(out: Path) -> None:
-    """Write tiny CK+ and AFEW datasets made from a photograph shipped with scikit-image."""
-    from fer_prep.sample import SampleError, write_afew_sample, write_ckplus_sample
+@click.option("--dataset", "only", multiple=True, type=LazyChoice(_datasets),
+              help="Only this dataset's sample (repeatable) [every dataset's].")
+def sample(out: Path, only: tuple[str, ...]) -> None:
+    """Write a tiny sample of every dataset in its original layout (made from a photograph
+    shipped with scikit-image), for demos and tests without the real data."""
+    from fer_prep.datasets import get_dataset
 
-    ck = write_ckplus_sample(out)
-    click.echo(f"CK+ sample written to {ck}\n  next: fer-prep ckplus align --root {ck}")
-    try:
-        afew_root = write_afew_sample(out)
-    except SampleError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"AFEW sample written to {afew_root}\n"
-               f"  next: fer-prep afew video2frame --root {afew_root} && fer-prep afew align")
-
-
-@main.command("list", epilog=_example("fer-prep list"))
-def list_() -> None:
-    """List the registered face backends, alignment templates and presets."""
-    from fer_prep.align import TEMPLATES
-    from fer_prep.faces import list_backends
-    from pipelines import list_presets, load_preset
-
-    click.echo("backends:  " + ", ".join(list_backends()))
-    click.echo("templates:")
-    for name in TEMPLATES.names():
-        tpl = TEMPLATES.get(name)
-        click.echo(f"  {name:11s} {tpl.size}px pad {tpl.padding}: {tpl.doc}")
-    click.echo("presets:")
-    for name in list_presets():
-        click.echo(f"  {name:11s} {' '.join(load_preset(name).get('description', '').split())}")
-
-
-def _names(module: str, registry: str) -> list[str]:
-    """The names in `module.registry` (fold schemes, export formats) for a click.Choice."""
-    return getattr(importlib.import_module(module), registry).names()
-
-
-@main.command("folds", epilog=_example(
-    "fer-prep folds --dataset ckplus --work fer-work --scheme fmpn\n"
-    "  fer-prep folds --dataset ckplus --root /data/CK+ --scheme emotion-fan   # labels only\n"
-    "  fer-prep folds --dataset afew --split afew-emotion-fan-v1               # scheme file"))
-@click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/align/ to read.")
-@click.option("--scheme", type=click.Choice(_names("fer_prep.folds", "SCHEMES")),
-              help="Fold scheme [subject-kfold; file when --split is given].")
-@click.option("--k", type=click.IntRange(2), default=10, show_default=True,
-              help="Number of folds (k-fold schemes).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed (subject-kfold).")
-@root_option("CK+ only: folds from its Emotion/ labels alone, no faces needed.", required=False)
-@click.option("--split", help="Scheme file: a shipped split's name or a split CSV.")
-@work_options
-def folds_(dataset: str, scheme: str | None, k: int, seed: int, root: Path | None,
-           split: str | None, work: Path, jobs: int, force: bool) -> None:
-    """Put every sample in a cross-validation fold; write WORK/<dataset>/folds/.
-
-    Writes a manifest (sample → fold) and fold_<K>/train.csv, test.csv. Subject schemes never
-    put one subject in train and test of a fold. One process: --jobs is ignored.
-    """
-    from fer_prep.stages.folds import folds
-
-    scheme = scheme or ("file" if split else "subject-kfold")
-    try:
-        result = folds(dataset, work, scheme, k, seed, root=root, split_file=split, force=force)
-    except (KeyError, FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
-    click.echo(result.summary())
-    click.echo(f"  folds:    {result.folder}/fold_<K>/{{train,test}}.csv")
+    for name in only or _datasets():
+        root = get_dataset(name).write_sample(out)
+        click.echo(f"{name} sample written to {root}")
 
 
 @main.command("export", epilog=_example(
@@ -156,9 +383,9 @@ def folds_(dataset: str, scheme: str | None, k: int, seed: int, root: Path | Non
     "  fer-prep export emotion-fan --dataset afew --out Emotion-FAN/data\n"
     "  fer-prep export imagefolder --dataset ckplus --out ck-folds --copy\n"
     "  fer-prep export landmark-driven --dataset ckplus --out ck-ldfer --size 48"))
-@click.argument("format_", metavar="FORMAT",
-                type=click.Choice(_names("fer_prep.exports", "EXPORTS")))
-@click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/folds/ to export.")
+@click.argument("format_", metavar="FORMAT", type=LazyChoice(lambda: _exports()))
+@click.option("--dataset", required=True, type=LazyChoice(_datasets),
+              help="Dataset whose WORK/<dataset>/folds/ to export.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
               show_default=True, help="Work folder holding WORK/<dataset>/folds/ and align/.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -181,168 +408,17 @@ def export_(format_: str, dataset: str, work: Path, out: Path, link: bool, size:
     if size is not None and format_ != "landmark-driven":
         raise click.UsageError("--size applies to landmark-driven only")
     options = {} if size is None else {"size": size}
-    try:
-        result = export(format_, dataset, work, out, how="link" if link else "copy",
-                        force=force, **options)
-    except KeyError as exc:  # an unknown name; its message lists the valid ones
-        raise click.ClickException(str(exc.args[0])) from None
-    except (OSError, ValueError) as exc:  # --out taken, no folds yet, a dataset the format lacks
-        raise click.ClickException(str(exc)) from None
+    result = export(format_, dataset, work, out, how="link" if link else "copy", force=force,
+                    **options)
     for message in result.skipped:
         click.echo(f"warning: {message}", err=True)
     click.echo(result.summary())
 
 
-@main.command("masks", epilog=_example(
-    "fer-prep ckplus align --root /data/CK+ --preset fmpn && fer-prep masks --dataset ckplus\n"
-    "  fer-prep masks --dataset ckplus --folds fmpn --warp dense --per-sample\n"
-    "  fer-prep export fmpn --dataset ckplus --out FMPN-FER/datasets/CKPlus   # imgs_res/"))
-@click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/align/ to read.")
-@click.option("--folds", "fold_scheme",
-              type=click.Choice([s for s in _names("fer_prep.folds", "SCHEMES") if s != "file"]),
-              help="Make these folds first (fmpn: FMPN's published ones where shipped) "
-                   "[the folds as they stand; fmpn's if there are none].")
-@click.option("--per-sample", is_flag=True, help="Also write each peak face's own map.")
-@click.option("--size", type=click.IntRange(8, 2048), help="Mask side in pixels [the chips'].")
-@click.option("--blur", type=click.FloatRange(0),
-              help="Gaussian σ in mask pixels, 0 = none [FMPN's: 1.5 per 70 px].")
-@click.option("--warp", type=click.Choice(["similarity", "dense"]), default="similarity",
-              show_default=True, help="similarity: the chips as aligned; dense: each neutral "
-                                      "warped onto its peak over the 68 landmarks first.")
-@click.option("--equalize/--no-equalize", default=True, show_default=True,
-              help="Histogram-equalise the masks, as FMPN's are.")
-@work_options
-def masks_(dataset: str, fold_scheme: str | None, per_sample: bool, size: int | None,
-           blur: float | None, warp: str, equalize: bool, work: Path, jobs: int,
-           force: bool) -> None:
-    """Pseudo facial-motion masks (FMPN-FER): per fold and class, the mean |peak − neutral| of
-    the aligned faces of the fold's training part.
+def _exports() -> list[str]:
+    from fer_prep.exports import EXPORTS
 
-    Writes WORK/<dataset>/masks/<fold>/<class>.png (FMPN's class order), panel.png (all masks
-    in one picture) and a manifest. Needs a neutral and a peak face of each sequence.
-    """
-    from fer_prep.stages.masks import masks
-
-    try:
-        result = masks(dataset, work, folds=fold_scheme, per_sample=per_sample, size=size,
-                       blur=blur, warp=warp, equalize=equalize, jobs=jobs, force=force)
-    except (KeyError, FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
-    click.echo(result.summary())
-
-
-@main.group()
-def ckplus() -> None:
-    """CK+ (Extended Cohn-Kanade) in its original layout."""
-
-
-@ckplus.command("align", epilog=_example(
-    "fer-prep ckplus align --root /data/CK+ --work fer-work --backend dlib-hog --frames all"))
-@root_option("CK+ root holding cohn-kanade-images/ and Emotion/.")
-@click.option("--frames", type=click.Choice(["neutral-peak", "peak", "all"]),
-              default="neutral-peak", show_default=True,
-              help="First + last three frames (FMPN), last three, or every frame.")
-@click.option("--include-unlabelled", is_flag=True, help="Also sequences without an Emotion file.")
-@align_options
-@work_options
-def ckplus_align(root: Path, frames: str, include_unlabelled: bool, preset: str, work: Path,
-                 jobs: int, force: bool, **align: Any) -> None:
-    """Detect, landmark and align the faces of CK+ into WORK/ckplus/align/."""
-    from fer_prep.adapters.ckplus import read_ckplus
-    from fer_prep.stages.align import align as run_align
-
-    samples = read_ckplus(root, frames=frames, include_unlabelled=include_unlabelled)
-    result = run_align(samples, work, resolve_align(preset, **align), jobs=jobs, force=force)
-    click.echo(result.summary())
-    click.echo(f"  faces:    {result.folder / 'faces'}")
-
-
-def frame_options(func):
-    """--fps / --max-side: which frames come out of a video, and how large."""
-    func = click.option("--max-side", type=click.IntRange(16), default=None,
-                        help="Shrink frames to fit PX × PX (never enlarged).")(func)
-    return click.option("--fps", default="all", show_default=True,
-                        help="Every frame ('all') or N frames per second.")(func)
-
-
-def _fps(value: str) -> float | None:
-    if value == "all":
-        return None
-    try:
-        fps = float(value)
-    except ValueError:
-        message = f"{value!r} is neither 'all' nor a number"
-        raise click.BadParameter(message, param_hint="--fps") from None
-    if fps <= 0:
-        raise click.BadParameter("must be positive", param_hint="--fps")
-    return fps
-
-
-@main.group()
-def afew() -> None:
-    """AFEW (EmotiW) videos in their original layout."""
-
-
-@afew.command("video2frame", epilog=_example(
-    "fer-prep afew video2frame --root /data/AFEW --work fer-work --fps all --max-side 720"))
-@root_option("AFEW root holding Train_AFEW/ and Val_AFEW/.")
-@frame_options
-@click.option("--quality", type=click.IntRange(2, 31), default=2, show_default=True,
-              help="JPEG quality as ffmpeg's -q:v (2 best, 31 worst).")
-@work_options
-def afew_video2frame(root: Path, fps: str, quality: int, max_side: int | None, work: Path,
-                     jobs: int, force: bool) -> None:
-    """Extract every frame of every clip into WORK/afew/frames/<split>/<Class>/<clip>/."""
-    from fer_prep.adapters.afew import read_afew
-    from fer_prep.stages.video2frame import FrameParams, video2frame
-
-    params = FrameParams(fps=_fps(fps), quality=quality, max_side=max_side)
-    result = video2frame(read_afew(root), work, params, jobs=jobs, force=force)
-    click.echo(result.summary())
-    click.echo(f"  frames:   {result.folder}")
-
-
-@afew.command("align", epilog=_example(
-    "fer-prep afew align --work fer-work --backend mediapipe --smooth\n"
-    "  fer-prep afew align --from-video --root /data/AFEW --preset emotion-fan"))
-@click.option("--smooth", is_flag=True, help="Smooth landmarks over time before cutting chips.")
-@click.option("--from-video", is_flag=True,
-              help="Decode the videos directly (needs --root); no frame files are written.")
-@root_option("AFEW root, for --from-video.", required=False)
-@frame_options
-@align_options
-@work_options
-def afew_align(smooth: bool, from_video: bool, root: Path | None, fps: str,
-               max_side: int | None, preset: str, work: Path, jobs: int, force: bool,
-               **align: Any) -> None:
-    """Align every frame of every clip into WORK/afew/align/, following faces through clips.
-
-    Reads the frames of `afew video2frame` (or, with --from-video, the videos). A frame with no
-    face borrows the nearest detected frame's landmarks (status `borrowed`); a clip without any
-    face gives `no_face` rows. --fps / --max-side apply with --from-video.
-    """
-    from fer_prep.manifest import read_manifest
-    from fer_prep.stages.align_video import ClipParams, align_clips, clips_from_frames
-
-    if from_video:
-        if root is None:
-            raise click.UsageError("--from-video needs --root (the AFEW folder)")
-        from fer_prep.adapters.afew import read_afew
-
-        clips = read_afew(root)
-        clip = ClipParams(smooth=smooth, from_video=True, fps=_fps(fps), max_side=max_side)
-    else:
-        frames_dir = work / "afew" / "frames"
-        try:
-            frames = read_manifest(frames_dir)
-        except FileNotFoundError as exc:
-            raise click.ClickException(f"{exc}: `fer-prep afew video2frame` makes it") from None
-        clips = clips_from_frames(frames, frames_dir)
-        clip = ClipParams(smooth=smooth)
-    params = resolve_align(preset, video=True, **align)
-    result = align_clips(clips, work, params, clip, jobs=jobs, force=force)
-    click.echo(result.summary())
-    click.echo(f"  faces:    {result.folder / 'faces'}")
+    return EXPORTS.names()
 
 
 if __name__ == "__main__":

@@ -14,30 +14,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
+from fer_prep.datasets import Dataset
+from fer_prep.errors import FoldError
 from fer_prep.registry import Registry
-from manifests import KEYS
+from fer_prep.splits import KEYS
 
 #: faces-manifest statuses whose rows hold a usable chip (borrowed: a video frame cut with the
 #: nearest detected frame's landmarks)
 USABLE = ("ok", "borrowed")
-#: dataset → the split an official protocol tests on (case-insensitive); train/training is train
-OFFICIAL_TEST = {
-    "afew": "val", "fer2013": "privatetest", "rafdb": "test", "affectnet": "validation",
-}
-OFFICIAL_TRAIN = ("train", "training")
-
-
-class FoldError(ValueError):
-    """Folds that cannot be made as asked (too few subjects, a leak, a split that disagrees)."""
 
 
 @dataclass(frozen=True)
 class Options:
-    """What a scheme may read besides the rows."""
+    """What a scheme may read besides the rows: the dataset object (its official split)."""
 
-    dataset: str
+    dataset: Dataset
     k: int = 10
     seed: int = 0
     split: pd.DataFrame | None = None  # scheme `file`: the table manifests.read_split gives
@@ -83,6 +75,8 @@ def stratified_group_folds(groups: pd.Series, classes: pd.Series, k: int, seed: 
     the input's row order does not matter. (Its `shuffle=True` used to mix up the groups,
     scikit-learn PR #32540; pyproject requires a release with the fix.)
     """
+    from sklearn.model_selection import StratifiedGroupKFold
+
     table = pd.DataFrame({"group": groups.astype(str).to_numpy(),
                           "label": classes.astype(str).to_numpy()}).sort_values(["group", "label"])
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -131,15 +125,16 @@ def emotion_fan(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
 @_scheme("official", k_folds=False)
 def official(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     """The dataset's own train/test split as one fold (AFEW Train/Val, FER2013 Usage, …)."""
-    if "split" not in rows or rows["split"].isna().all():
-        raise FoldError(f"{opts.dataset} has no official split (no `split` in its manifest); "
-                        "use --scheme subject-kfold, or file with --split")
+    ds = opts.dataset
+    if ds.official_test is None or "split" not in rows or rows["split"].isna().all():
+        raise FoldError(f"{ds.name} has no official split; use --scheme subject-kfold, or file "
+                        "with --split")
     split = rows["split"].astype("string").str.lower()
-    test = OFFICIAL_TEST.get(opts.dataset, "test")
     fold = pd.Series(pd.NA, index=rows.index, dtype="Int64")
-    fold[split.isin(OFFICIAL_TRAIN)] = -1
-    fold[split == test] = 0
-    parts = f"' is neither train nor {test}, the parts of {opts.dataset}'s official split"
+    fold[split.isin(ds.official_train)] = -1
+    fold[split == ds.official_test.lower()] = 0
+    parts = (f"' is neither {' nor '.join(ds.official_train)} nor {ds.official_test}, the parts "
+             f"of {ds.name}'s official split")
     return _placed(fold, "split '" + rows["split"].astype(str) + parts)
 
 
@@ -162,7 +157,7 @@ def from_file(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
         if wrong.any():
             first = rows[wrong].index[0]
             raise FoldError(f"{opts.split_name}: {key} {rows.at[first, key]} is {listed[first]} "
-                            f"there but {own[first]} in the {opts.dataset} manifest "
+                            f"there but {own[first]} in the {opts.dataset.name} manifest "
                             f"({wrong.sum()} rows disagree): is it the right split?")
     return _placed(fold, f"not in the split {opts.split_name}")
 
@@ -190,7 +185,7 @@ def assign(rows: pd.DataFrame, name: str, opts: Options) -> pd.DataFrame:
     used = rows[why == ""]
     if scheme.by_subject:
         if "subject" not in used or used["subject"].isna().any():
-            raise FoldError(f"scheme {name} places subjects, and {opts.dataset} rows have no "
+            raise FoldError(f"scheme {name} places subjects, and {opts.dataset.name} rows have no "
                             "subject id; use --scheme official or file")
         subjects = used["subject"].unique()
         if len(subjects) < opts.k:
@@ -204,7 +199,7 @@ def assign(rows: pd.DataFrame, name: str, opts: Options) -> pd.DataFrame:
     out.loc[ok, "status"] = "ok"
     if not len(ok):
         reasons = out["message"].value_counts()
-        raise FoldError(f"scheme {name} can use none of the {len(out)} {opts.dataset} rows; "
+        raise FoldError(f"scheme {name} can use none of the {len(out)} {opts.dataset.name} rows; "
                         f"most are excluded as: {reasons.index[0]} ({reasons.iloc[0]} rows)")
     check_subjects(out)
     return out

@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from fer_prep.errors import OptionError
+
 T = TypeVar("T")
+
+
+class UnknownName(OptionError, KeyError):
+    """A name no registry entry has; the message lists the valid ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class Registry(Generic[T]):
@@ -35,12 +44,12 @@ class Registry(Generic[T]):
         return self.register(name)(obj)
 
     def get(self, name: str) -> T:
-        """The object registered as `name`; a KeyError naming the valid choices otherwise."""
+        """The object registered as `name`; UnknownName (a KeyError) listing the valid ones."""
         try:
             return self._items[name]
         except KeyError:
             valid = ", ".join(self.names())
-            raise KeyError(f"unknown {self.kind} {name!r}; choose one of: {valid}") from None
+            raise UnknownName(f"unknown {self.kind} {name!r}; choose one of: {valid}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

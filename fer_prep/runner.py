@@ -1,282 +1,268 @@
-"""Run a stage: skip what is done, fan the rest out with joblib, write the manifest last.
+"""The one runner: `run(dataset, stage, work, ...)` brings `WORK/<dataset>/<stage>/` up to date.
 
-Items are rows of a DataFrame, one per source file (`source_path`: a frame, a video, …) with a
-`fingerprint` of everything the result depends on and a `status` ("ok" or why the adapter could
-not use it). A stage's `process(batch, ctx)` turns a batch of item dicts into manifest rows (one
-or more per item), writing its files atomically; it runs in worker processes that keep their
-models between batches. Results are saved per batch (`.parts/`), so a killed run
-resumes where it stopped and ends with the same bytes as a run that was never interrupted.
+The up-to-date rule, in two steps so that a finished stage costs almost nothing to re-run:
+
+1. Fast (standard library only, no model loaded): the record is complete and was made with these
+   parameters and model files, the light input key is the recorded one (a dataset's items with
+   their paths relative to the root, sizes, mtimes and inodes; or the output fingerprints of the
+   upstream stages), and the stage folder holds the files it held. Then nothing runs; a `stale`
+   flag, set when an upstream stage changed, is cleared, since the input is what this run used.
+2. Content (`fer_prep.execute`): otherwise the items are fingerprinted by content (a file's hash,
+   re-used while its size, mtime and inode are unchanged) and by their path relative to the
+   dataset root, so a moved dataset or a copied work folder recomputes nothing; only items whose
+   fingerprint is new are mapped, in worker processes, and the reduce runs when anything changed.
+
+A run holds the stage folder's lock; every item of a killed run that finished is kept.
 """
 
 from __future__ import annotations
 
-import math
-import shutil
-import sys
+import dataclasses
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
-import numpy as np
-import pandas as pd
-from joblib import Parallel, cpu_count, delayed
-from tqdm import tqdm
-
-from fer_prep import __version__
 from fer_prep.cache import (
-    atomic_path,
+    RECORD,
     digest,
-    mark_downstream_stale,
+    model_hashes,
     read_record,
-    remove_temporaries,
+    ready_record,
     stage_fingerprint,
+    stage_lock,
+    stat_key,
     write_record,
 )
-from fer_prep.manifest import PARQUET, read_manifest, write_manifest
+from fer_prep.datasets import Dataset, check_root, get_dataset
+from fer_prep.errors import InputError, OptionError, WorkError
+from fer_prep.params import check_fields
+from fer_prep.stages import STAGES, Stage, get_stage
 
-PARTS = ".parts"
+if TYPE_CHECKING:
+    import pandas as pd
 
+log = logging.getLogger("fer_prep")
 
-@dataclass
-class StageSpec:
-    """What identifies a stage run: where it writes and everything its results depend on."""
-
-    dataset: str
-    name: str
-    version: int
-    params: dict[str, Any]
-    models: list[Path] = field(default_factory=list)
-    inputs: list[str] = field(default_factory=list)  # upstream stage names
-    outputs: tuple[str, ...] = ()  # result columns holding file paths to check before reuse
-    columns: tuple[str, ...] = ()  # leading manifest columns, in order
-    quiet: frozenset[str] = frozenset({"ok"})  # statuses not worth a warning line
-    internal: tuple[str, ...] = ()  # item columns the workers need but the manifest leaves out
-    integers: tuple[str, ...] = ()  # result columns that hold whole numbers (nullable)
-
-    def folder(self, work: Path) -> Path:
-        return Path(work) / self.dataset / self.name
+PARQUET, CSV = "manifest.parquet", "manifest.csv"
+SOURCES = "sources.json"  # content hashes of the source files, by relative path
+ROWS = "rows.parquet"  # the mapped rows of a stage with a reduce (the manifest is the reduce's)
+PARTS = ".parts"  # results saved per batch while a run goes
+#: progress callback: (what, done, total)
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
 class StageResult:
+    """What a run did: its folder, the counts by status, what it computed and reused."""
+
     folder: Path
-    manifest: pd.DataFrame
+    counts: dict[str, int]
     computed: int
     reused: int
     skipped: bool
     seconds: float
+    shows: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    mapped: bool = True  # False for a stage without a map (its reduce writes everything)
+
+    @cached_property
+    def manifest(self) -> pd.DataFrame:
+        """The stage's manifest (read on first use)."""
+        from fer_prep.manifest import read_manifest
+
+        return read_manifest(self.folder)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return read_record(self.folder) or {}
 
     def summary(self) -> str:
-        counts = self.manifest["status"].value_counts().to_dict()
-        by_status = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-        verb = "unchanged, skipped" if self.skipped else f"{self.computed} computed"
-        return (
-            f"{self.folder.parent.name} {self.folder.name}: "
-            f"{len(self.manifest)} rows ({by_status}); "
-            f"{verb}, {self.reused} reused, {self.seconds:.1f} s\n"
-            f"  manifest: {self.folder / PARQUET} (+ manifest.csv)"
-        )
+        by_status = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()))
+        verb = ("unchanged, skipped" if self.skipped else
+                f"{self.computed} computed, {self.reused} reused" if self.mapped else "written")
+        lines = [f"{self.folder.parent.name} {self.folder.name}: {sum(self.counts.values())} rows "
+                 f"({by_status}); {verb}, {self.seconds:.1f} s",
+                 f"  manifest: {self.folder / PARQUET} (+ manifest.csv)"]
+        lines += [f"  {note}" for note in self.notes]
+        lines += [f"  {what + ':':9s} {self.folder / rel}" for what, rel in self.shows.items()]
+        return "\n".join(lines)
 
 
-def resolve_jobs(jobs: int | None) -> int:
-    """`None` or 0 → all cores; negative counts back from all cores, as joblib does."""
-    if not jobs:
-        return cpu_count()
-    return jobs if jobs > 0 else max(1, cpu_count() + 1 + jobs)
+@dataclass
+class Context:
+    """What a stage sees of one run: the dataset object, the folders, the reader's options."""
+
+    dataset: Dataset
+    stage: Stage
+    work: Path
+    folder: Path
+    root: Path | None
+    options: Any
+    record: dict[str, Any] | None
+    sources: dict[str, list] = field(default_factory=dict)  # content hashes, for sources.json
+
+    @cached_property
+    def raw_items(self) -> list[dict[str, Any]]:
+        """The dataset's items as the stage reads them (once per run)."""
+        assert self.root is not None, "a stage reading the dataset needs its root"
+        return self.stage.read(self)
+
+    def relative(self, path: str) -> str:
+        """`path` relative to the dataset root (the cache key of a source file)."""
+        return os.path.relpath(path, self.root) if path else ""
+
+    def source_key(self) -> Any:
+        """The light key of the dataset's items: relative paths, sizes, mtimes, inodes."""
+        out = []
+        for item in self.raw_items:
+            stat: Any = None
+            if item["status"] == "ok":
+                try:
+                    stat = stat_key(item["source_path"])
+                except OSError as exc:
+                    stat = exc.errno
+            out.append([_meta(item), self.relative(item["source_path"]), stat])
+        return [str(self.root), out]
+
+    def upstream_folder(self, name: str) -> Path:
+        return self.work / self.dataset.name / name
+
+    def upstream_record(self, name: str) -> dict[str, Any]:
+        """The record of the complete, fresh upstream stage `name`; StageNotReady naming the
+        command that makes it otherwise."""
+        return ready_record(self.upstream_folder(name), f"run {self.remedy(name)} first")
+
+    def upstream_manifest(self, name: str) -> pd.DataFrame:
+        from fer_prep.manifest import read_manifest
+
+        self.upstream_record(name)
+        return read_manifest(self.upstream_folder(name))
+
+    def remedy(self, folder: str) -> str:
+        """The command that makes the stage folder `folder` of this dataset."""
+        for name in STAGES.names():
+            stage = STAGES.get(name)
+            if stage.folder == folder and stage.applies_to(self.dataset):
+                return f"`fer-prep {self.dataset.name} {stage.command}`"
+        return f"the {folder} stage"
+
+    def source_items(self) -> pd.DataFrame:
+        """The dataset's items as a table, each ok item fingerprinted by content and by its
+        path relative to the root; an item whose file cannot be read becomes `unreadable`."""
+        from fer_prep.execute import fingerprint_sources
+
+        return fingerprint_sources(self)
 
 
-class Progress:
-    """A tqdm bar on a terminal; otherwise a log line about every 10 % or 30 s."""
-
-    def __init__(self, total: int, desc: str) -> None:
-        self.total, self.desc, self.done = total, desc, 0
-        self.start = self.last = time.monotonic()
-        self.bar = tqdm(total=total, desc=desc, unit="item") if sys.stderr.isatty() else None
-        self.next_mark = max(1, total // 10)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.monotonic()
-        if self.done >= self.next_mark or now - self.last > 30 or self.done == self.total:
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = (self.total - self.done) / rate if rate else math.inf
-            click.echo(
-                f"{self.desc}: {self.done}/{self.total} ({rate:.1f} items/s, ETA {eta:.0f} s)",
-                err=True,
-            )
-            self.last = now
-            self.next_mark = self.done + max(1, self.total // 10)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _meta(item: dict[str, Any]) -> dict[str, Any]:
+    """What an item says about itself, without the paths that change when the dataset moves."""
+    return {k: v for k, v in item.items() if k not in ("source_path", "message")}
 
 
-def _plain(value: Any) -> Any:
-    """numpy arrays → flat lists of floats, so results store as Parquet list columns."""
-    if isinstance(value, np.ndarray):
-        return value.astype(np.float64).ravel().tolist()
-    return value
+def split_options(dataset: Dataset, stage: Stage, options: dict[str, Any]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(reader options, stage parameters) by field name; OptionError for any other name."""
+    reader = {f.name for f in dataclasses.fields(dataset.Options)}
+    params = {f.name for f in dataclasses.fields(stage.Params)}
+    unknown = sorted(set(options) - reader - params)
+    if unknown:
+        raise OptionError(f"{unknown[0]} is not an option of `{dataset.name} {stage.command}` "
+                          f"(options: {', '.join(sorted(reader | params))})")
+    return ({k: v for k, v in options.items() if k in reader},
+            {k: v for k, v in options.items() if k in params})
 
 
-def _save_part(parts: Path, rows: list[dict[str, Any]]) -> None:
-    name = digest(sorted({r["source_path"] for r in rows}))
-    with atomic_path(parts / f"{name}.parquet") as tmp:
-        pd.DataFrame(rows).to_parquet(tmp)
+def stage_folder(work: Path, dataset: str, stage: Stage) -> Path:
+    """`WORK/<dataset>/<stage>`, created; WorkError when the work folder cannot hold it."""
+    folder = Path(work).expanduser() / dataset / stage.folder
+    for parent in (folder.parent.parent, folder.parent):
+        if parent.exists() and not parent.is_dir():
+            raise WorkError(f"{parent}: a file where fer-prep's work folder goes; give another "
+                            "--work or move the file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder.parent / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise WorkError(f"{folder}: cannot write the work folder here ({exc.strerror}); give "
+                        "another --work") from None
+    return folder
 
 
-def _batches(items: list[dict[str, Any]], jobs: int, batch_size: int | None) -> list[list]:
-    size = batch_size or max(1, min(32, math.ceil(len(items) / (4 * jobs))))
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def run_stage(
-    spec: StageSpec,
-    items: pd.DataFrame,
-    process: Callable[[list[dict[str, Any]], dict[str, Any]], list[dict[str, Any]]],
-    work: Path,
+def run(
+    dataset: str,
+    stage: str,
+    work: str | Path = "fer-work",
+    root: str | Path | None = None,
+    preset: str | Path | None = None,
     jobs: int | None = None,
     force: bool = False,
-    batch_size: int | None = None,
+    progress: Progress | None = None,
+    **options: Any,
 ) -> StageResult:
-    """Bring `spec`'s folder up to date with `items`; see the module docstring.
+    """Bring `WORK/<dataset>/<stage>/` up to date; see the module docstring.
 
-    An item is keyed by its `source_path` (one source file: a frame, a video, …) and its
-    `fingerprint`; `process` turns a batch of items into manifest rows, one or more per item,
-    each carrying its item's `source_path`. Items whose `status` is not `ok` pass through as rows.
+    `options`: the dataset reader's options (CK+: `frames`, `include_unlabelled`) and the
+    stage's parameters (align: `backend`, `template`, `size`, …) by name; a parameter not given
+    comes from `preset` (the `default` preset when None, for stages that have presets).
+    `jobs`: worker processes (None or 0: every core). Raises a `FerPrepError` for every mistake
+    of the caller, naming the file or option.
     """
     started = time.monotonic()
-    twice = items["source_path"][items["source_path"].duplicated()].unique()
-    if len(twice):
-        raise ValueError(f"{len(twice)} source files are listed twice, e.g. {twice[0]}: "
-                         "each item of a stage must have its own source file")
-    folder = spec.folder(work)
-    fp, model_hashes = stage_fingerprint(spec.name, spec.version, spec.params, spec.models)
-    input_fp = digest(items.astype(str).to_dict("list"))
-    record = read_record(folder)
-    manifest_path = folder / PARQUET
+    ds, st = get_dataset(dataset), get_stage(stage)
+    if not st.applies_to(ds):
+        raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its stages: "
+                         f"{', '.join(s for s in STAGES.names() if STAGES.get(s).applies_to(ds))}")
+    reader, given = split_options(ds, st, options)
+    params = st.Params.resolve(preset, **given)
+    read_options = ds.options(**reader)
+    check_fields(read_options)
+    folder = stage_folder(Path(work), ds.name, st)
+    with stage_lock(folder):
+        record = read_record(folder)
+        ctx = Context(ds, st, Path(work).expanduser(), folder, None, read_options, record)
+        if st.reads_dataset(params, ctx) or root is not None:
+            ctx.root = check_root(root, ds.name)
+        upstream = st.upstream(params, ctx)
+        models = model_hashes(st.models(params), (record or {}).get("models"))
+        fp = stage_fingerprint(st.name, st.version, params.record(), models)
+        key = digest([ctx.source_key() if st.reads_dataset(params, ctx) else None,
+                      {u: ctx.upstream_record(u).get("output_fingerprint") for u in upstream},
+                      st.extra_key(ctx, params)])
+        if not force and _fast_current(record, fp, key, folder):
+            if record.get("stale"):
+                write_record(folder, {**record, "stale": False})
+            return result(st, folder, record, 0, 0, True, started)
+        from fer_prep.execute import execute
 
-    up_to_date = (
-        not force and record and record["complete"] and record["fingerprint"] == fp
-        and record["input_fingerprint"] == input_fp and manifest_path.is_file()
-    )
-    if up_to_date:
-        manifest = read_manifest(folder)
-        if _outputs_exist(manifest, folder, spec.outputs):
-            return StageResult(folder, manifest, 0, 0, True, time.monotonic() - started)
-
-    fresh = force or record is None or record["fingerprint"] != fp
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(folder)
-
-    results = {} if fresh else _reusable(folder, items, spec.outputs)
-    reused = len(results)
-    old = read_manifest(folder) if manifest_path.is_file() else None
-    base = {
-        "stage": spec.name, "version": spec.version, "package_version": __version__,
-        "params": spec.params, "models": model_hashes, "fingerprint": fp,
-        "inputs": spec.inputs, "input_fingerprint": input_fp,
-    }
-    write_record(folder, {**base, "complete": False})
-
-    usable = items[items["status"] == "ok"]
-    todo = [r for r in usable.to_dict("records") if r["source_path"] not in results]
-    fps = dict(zip(items["source_path"], items["fingerprint"], strict=True))
-    if todo:
-        n_jobs = min(resolve_jobs(jobs), len(todo))
-        ctx = {"folder": str(folder), **spec.params}
-        progress = Progress(len(todo), f"{spec.dataset} {spec.name}")
-        run = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        try:
-            for rows in run(delayed(process)(b, ctx) for b in _batches(todo, n_jobs, batch_size)):
-                rows = [{**{k: _plain(v) for k, v in r.items()},
-                         "fingerprint": fps[r["source_path"]]} for r in rows]
-                _save_part(folder / PARTS, rows)
-                new = {}
-                for row in rows:
-                    new.setdefault(row["source_path"], []).append(row)
-                    if row.get("status") not in spec.quiet and row.get("message"):
-                        click.echo(f"warning: {row['message']}", err=True)
-                results.update(new)
-                progress.update(len(new))
-        finally:
-            progress.close()
-
-    manifest = _assemble(items, results, spec.columns).drop(columns=list(spec.internal),
-                                                            errors="ignore")
-    for col in spec.integers:
-        if col in manifest:
-            manifest[col] = manifest[col].astype("Int64")
-    for row in items[items["status"] != "ok"].itertuples():
-        if getattr(row, "message", None):
-            click.echo(f"warning: {row.message}", err=True)  # the adapter's own complaints
-    if old is not None:
-        _remove_orphans(old, manifest, folder, spec.outputs)
-    write_manifest(manifest, folder)
-    counts = {str(k): int(v) for k, v in manifest["status"].value_counts().sort_index().items()}
-    write_record(folder, {**base, "complete": True, "counts": counts})
-    shutil.rmtree(folder / PARTS, ignore_errors=True)
-    mark_downstream_stale(folder.parent, spec.name)
-    return StageResult(folder, manifest, len(todo), reused, False, time.monotonic() - started)
+        return execute(ctx, params, models, fp, key, upstream, jobs=jobs, force=force,
+                       progress=progress, started=started)
 
 
-def _outputs_exist(df: pd.DataFrame, folder: Path, outputs: tuple[str, ...]) -> bool:
-    return all((folder / p).is_file() for col in outputs if col in df for p in df[col].dropna())
+def result(st: Stage, folder: Path, record: dict[str, Any], computed: int, reused: int,
+           skipped: bool, started: float) -> StageResult:
+    """The StageResult of a run of `st` that left `record`."""
+    return StageResult(folder, record.get("counts", {}), computed, reused, skipped,
+                       time.monotonic() - started, dict(st.shows), st.notes(record),
+                       type(st).map is not None)
 
 
-def _reusable(
-    folder: Path, items: pd.DataFrame, outputs: tuple[str, ...]
-) -> dict[str, list[dict]]:
-    """Rows of an earlier run, by item, where the item's fingerprint matches and files exist."""
-    tables = [pd.read_parquet(p) for p in sorted((folder / PARTS).glob("*.parquet"))]
-    if (folder / PARQUET).is_file():
-        tables.insert(0, pd.read_parquet(folder / PARQUET))
-    wanted = dict(zip(items["source_path"], items["fingerprint"], strict=True))
-    done: dict[str, list[dict]] = {}
-    for table in tables:
-        if "fingerprint" not in table.columns:
-            continue
-        fresh: dict[str, list[dict]] = {}
-        for row in table.to_dict("records"):
-            if row["fingerprint"] and wanted.get(row["source_path"]) == row["fingerprint"]:
-                fresh.setdefault(row["source_path"], []).append(row)
-        done.update(fresh)  # a later table's rows for an item replace an earlier table's
-    return {
-        key: rows for key, rows in done.items()
-        if all(not isinstance(r.get(c), str) or (folder / r[c]).is_file()
-               for r in rows for c in outputs)
-    }
+def _fast_current(record: dict[str, Any] | None, fp: str, key: str, folder: Path) -> bool:
+    return bool(record and record.get("complete") and record.get("fingerprint") == fp
+                and record.get("key") == key and record.get("files_key") == files_key(folder))
 
 
-def _assemble(
-    items: pd.DataFrame, results: dict[str, list[dict]], leading: tuple[str, ...]
-) -> pd.DataFrame:
-    """Every item's rows in item order (an unprocessed item stands as itself)."""
-    rows: list[dict[str, Any]] = []
-    for item in items.to_dict("records"):
-        rows.extend(results.get(item["source_path"], [{**item, "fingerprint": None}]))
-    out = pd.DataFrame(rows)
-    for col, dtype in items.dtypes.items():
-        if str(dtype) == "Int64" and col in out:
-            out[col] = out[col].astype("Int64")
-    order = [c for c in leading if c in out.columns]
-    return out[order + [c for c in out.columns if c not in order]]
-
-
-def _remove_orphans(
-    old: pd.DataFrame, new: pd.DataFrame, folder: Path, outputs: tuple[str, ...]
-) -> None:
-    """Delete files of the previous manifest that the new one no longer lists."""
-    for col in outputs:
-        if col in old.columns:
-            keep = set(new[col].dropna()) if col in new.columns else set()
-            for rel in set(old[col].dropna()) - keep:
-                (folder / rel).unlink(missing_ok=True)
+def files_key(folder: Path) -> str:
+    """A digest of the names of every file in the stage folder but its record."""
+    names = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != PARTS]
+        rel = os.path.relpath(parent, folder)
+        names += [os.path.join(rel, f) for f in files if not (rel == "." and f == RECORD)]
+    return digest(sorted(names))

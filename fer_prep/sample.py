@@ -26,6 +26,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 from skimage import data
 
+from fer_prep.errors import WorkError
 from fer_prep.video import ffmpeg_exe
 
 WIDTH, HEIGHT = 640, 490
@@ -307,7 +308,7 @@ AFEW_CLIPS = (
 AFEW_NO_FACE = {"Val_AFEW/Neutral/000000202.avi": range(24, 51)}
 
 
-class SampleError(RuntimeError):
+class SampleError(WorkError):
     """ffmpeg could not write a sample video; the message carries its reason."""
 
 

@@ -2,18 +2,23 @@
 
 Two ways out of a video, sharing one filter chain so they give the same frames and timestamps:
 `extract_frames` writes JPEGs (`%07d.jpg` from 1, Emotion-FAN's naming) and `decode` yields BGR
-arrays without writing anything. Both return each frame's presentation time from ffmpeg's
-`showinfo` filter, and raise `VideoError` with ffmpeg's own words when it fails. Arguments go to
-ffmpeg as a list (no shell), so paths with spaces, quotes or non-ASCII characters are safe.
+arrays without writing anything. Both give each frame's presentation time from ffmpeg's
+`showinfo` filter, and raise `VideoError` with ffmpeg's own words when it fails. A video ffmpeg
+reads only in part (truncated, corrupt bytes) still exits 0 with the frames it managed; its
+errors then come back as `Decoded.problem`, so the clip is not taken for a whole one. Arguments
+go to ffmpeg as a list (no shell), so paths with spaces, quotes or non-ASCII characters are safe.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -23,6 +28,9 @@ import numpy as np
 
 FRAME_PATTERN = "%07d.jpg"  # one naming template for producer and consumer
 _SHOWINFO = re.compile(r"\[Parsed_showinfo[^\]]*\]\s*n:\s*(\d+)\s+pts:\s*\S+\s+pts_time:\s*(\S+)")
+_CONTEXT = re.compile(r"^(?:\[[^\]]*\] )+")  # "[h264 @ 0x…] ": who logged, not what
+_ERROR_LEVEL = 16  # AV_LOG_ERROR: errors, fatal and panic; warnings (24) are chatter
+_QUOTED = 3  # distinct errors quoted in a message; the rest are counted
 
 
 # every decoded frame once, in the filter's time base: variable-frame-rate phone videos would
@@ -31,7 +39,23 @@ _PASSTHROUGH = {"fps_mode": "passthrough", "enc_time_base": "filter"}
 
 
 class VideoError(RuntimeError):
-    """ffmpeg could not read the video; the message carries its reason."""
+    """ffmpeg failed or gave no frame of the video; the message carries its reason."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A finished decode: each frame's timestamp, and `problem`, "" when ffmpeg read the video
+    without an error, else "<path>: decoded N frames, but ffmpeg: <its errors>"."""
+
+    times: list[float]
+    problem: str = ""
+
+
+@dataclass
+class Decoding:
+    """`decode`'s outcome, `result` set once its iterator is exhausted (None until then)."""
+
+    result: Decoded | None = None
 
 
 @cache
@@ -66,10 +90,43 @@ def _timestamps(log: str) -> list[float]:
     return [float(t) for _, t in _SHOWINFO.findall(log)]
 
 
-def _reason(log: str, path: Path) -> str:
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip() and "showinfo" not in ln]
-    interesting = [ln for ln in lines if re.search(r"error|invalid|no such|denied|not", ln, re.I)]
-    return f"{path}: ffmpeg: {(interesting or lines or ['failed without a message'])[-1]}"
+def _report_env(report: Path) -> dict[str, str]:
+    """The environment that has ffmpeg copy its errors, and nothing else, to the file `report`.
+
+    On stderr ffmpeg's threads interleave: an error can land inside one of showinfo's lines,
+    which it writes in parts, and lose its level tag there. The report takes whole messages by
+    level. FFREPORT's syntax: `\\`, `'` and `:` are escaped, `%` doubled.
+    """
+    name = re.sub(r"([\\':])", r"\\\1", str(report)).replace("%", "%%")
+    return {**os.environ, "FFREPORT": f"file={name}:level={_ERROR_LEVEL}"}
+
+
+def _errors(report: Path) -> list[str]:
+    """ffmpeg's error messages from its report, without the context tags."""
+    lines = report.read_text("utf-8", errors="replace").splitlines()
+    if lines[:1] == ["Command line:"]:
+        lines = lines[2:]  # the report's header: ffmpeg's own command line
+    messages = (_CONTEXT.sub("", ln).strip().rstrip(".") for ln in lines)
+    return [m for m in messages if m]
+
+
+def _quote(errors: list[str]) -> str:
+    """The first few distinct errors, and how many more there were."""
+    distinct = list(dict.fromkeys(errors))
+    more = len(distinct) - _QUOTED
+    return "; ".join(distinct[:_QUOTED]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _result(path: Path, log: str, errors: list[str], returncode: int, count: int) -> Decoded:
+    """The outcome of decoding `count` frames; `VideoError` if ffmpeg failed or gave none."""
+    said = _quote(errors)
+    if returncode != 0:
+        lines = [ln.strip() for ln in log.splitlines() if ln.strip() and "showinfo" not in ln]
+        raise VideoError(f"{path}: ffmpeg: {said or (lines or ['failed without a message'])[-1]}")
+    if count == 0:
+        raise VideoError(f"{path}: ffmpeg decoded no frame" + (f": {said}" if said else ""))
+    problem = f"{path}: decoded {count} frames, but ffmpeg: {said}" if said else ""
+    return Decoded(_timestamps(log), problem)
 
 
 def _command(output) -> list[str]:
@@ -79,8 +136,9 @@ def _command(output) -> list[str]:
 def extract_frames(
     path: Path, out_dir: Path, fps: float | None = None, quality: int = 2,
     max_side: int | None = None,
-) -> list[float]:
-    """Write every frame (or `fps` per second) of `path` as JPEG into `out_dir`; their timestamps.
+) -> Decoded:
+    """Write every frame (or `fps` per second) of `path` as JPEG into `out_dir`; their timestamps,
+    and ffmpeg's errors if it read the video only in part.
 
     `quality` is ffmpeg's `-q:v` for MJPEG (2 best … 31 worst).
     """
@@ -89,50 +147,49 @@ def extract_frames(
     output = _stream(path, fps, max_side).output(
         pattern, start_number=1, **_PASSTHROUGH, **{"q:v": quality}
     )
-    proc = subprocess.run(_command(output), capture_output=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "ffmpeg.log"
+        proc = subprocess.run(_command(output), capture_output=True, env=_report_env(report))
+        errors = _errors(report)
     log = proc.stderr.decode("utf-8", errors="replace")
-    if proc.returncode != 0:
-        raise VideoError(_reason(log, path))
-    times = _timestamps(log)
-    if not times:
-        raise VideoError(f"{path}: ffmpeg decoded no frame")
-    return times
+    return _result(path, log, errors, proc.returncode, len(_timestamps(log)))
 
 
 def decode(
     path: Path, fps: float | None = None, max_side: int | None = None
-) -> tuple[Iterator[tuple[int, np.ndarray]], list[float]]:
+) -> tuple[Iterator[tuple[int, np.ndarray]], Decoding]:
     """The frames `extract_frames` would write, as (1-based index, BGR array), without files.
 
-    Returns the iterator and a list that holds the timestamps once the iterator is exhausted.
+    Returns the iterator and a `Decoding` whose `result` (timestamps, problem) is set once the
+    iterator is exhausted; the iterator raises `VideoError` where `extract_frames` would.
     """
     output = _stream(path, fps, max_side).output(
         "pipe:", format="image2pipe", vcodec="ppm", **_PASSTHROUGH
     )
-    times: list[float] = []
+    decoding = Decoding()
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
-        proc = subprocess.Popen(_command(output), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        log: list[bytes] = []
-        reader = threading.Thread(target=lambda: log.append(proc.stderr.read()), daemon=True)
-        reader.start()
-        index = 0
-        try:
-            while (image := _read_ppm(proc.stdout)) is not None:
-                index += 1
-                yield index, image
-        finally:
-            proc.stdout.close()
-            proc.wait()
-            reader.join()
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "ffmpeg.log"
+            proc = subprocess.Popen(_command(output), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=_report_env(report))
+            log: list[bytes] = []
+            reader = threading.Thread(target=lambda: log.append(proc.stderr.read()), daemon=True)
+            reader.start()
+            index = 0
+            try:
+                while (image := _read_ppm(proc.stdout)) is not None:
+                    index += 1
+                    yield index, image
+            finally:
+                proc.stdout.close()
+                proc.wait()
+                reader.join()
+            errors = _errors(report)
         text = b"".join(log).decode("utf-8", errors="replace")
-        if proc.returncode != 0:
-            raise VideoError(_reason(text, path))
-        if index == 0:
-            raise VideoError(f"{path}: ffmpeg decoded no frame")
-        times.extend(_timestamps(text))
+        decoding.result = _result(path, text, errors, proc.returncode, index)
 
-    return frames(), times
+    return frames(), decoding
 
 
 def _read_ppm(pipe) -> np.ndarray | None:

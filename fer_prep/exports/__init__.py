@@ -31,6 +31,8 @@ from typing import Any
 import pandas as pd
 
 from fer_prep.cache import TMP_MARK, read_record, write_text_atomic
+from fer_prep.datasets import Dataset, get_dataset
+from fer_prep.errors import InputError, OptionError
 from fer_prep.manifest import read_manifest
 from fer_prep.registry import Registry
 
@@ -54,6 +56,7 @@ class Source:
     rows: pd.DataFrame  # the folds manifest; `face`: absolute path of the chip, "" when none
     folds: list[int]  # fold numbers that have a test part, ascending
     record: dict[str, Any]  # the folds stage's stage.json
+    info: Dataset  # the dataset object (its codes and class orders)
 
     @property
     def has_faces(self) -> bool:
@@ -74,7 +77,7 @@ class Source:
     def need_faces(self, export: str) -> None:
         """ValueError when there is nothing to put in an image export."""
         if not self.has_faces:
-            raise ValueError(f"{export} export needs faces, but the {self.dataset} folds in "
+            raise InputError(f"{export} export needs faces, but the {self.dataset} folds in "
                              f"{self.work} point to none (were they computed from labels alone? "
                              f"run `fer-prep {self.dataset} align`, then `fer-prep folds`)")
 
@@ -92,7 +95,7 @@ class Staging:
 
     def __init__(self, root: Path, how: str) -> None:
         if how not in HOW:
-            raise ValueError(f"how must be one of {HOW}, not {how!r}")
+            raise OptionError(f"how must be one of {HOW}, not {how!r}")
         self.root, self.how = root, how
         self.placed: Counter[str] = Counter()  # faces by how they were placed
         self.counts: Counter[str] = Counter()  # what the exporter wants the summary to say
@@ -161,13 +164,13 @@ class ExportResult:
 
 def load_source(dataset: str, work: str | Path) -> Source:
     """The folds of `dataset` under `work`, with each row's face file resolved."""
-    from fer_prep.stages.folds import read_folds
-
     work = Path(work)
-    try:
-        rows = read_folds(work, dataset)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{exc} (`fer-prep folds --dataset {dataset}` makes it)") from None
+    info = get_dataset(dataset)
+    folder = work / dataset / "folds"
+    if not (folder / "manifest.parquet").is_file():
+        raise InputError(f"{folder}: no folds here; `fer-prep folds --dataset {dataset}` makes "
+                         "them")
+    rows = read_manifest(folder)
     rows = rows.reset_index(drop=True)
     rows["fold"] = rows["fold"].astype(int)
     rel = rows["face_path"].fillna("").astype(str)
@@ -176,7 +179,7 @@ def load_source(dataset: str, work: str | Path) -> Source:
     record = read_record(work / dataset / "folds") or {}
     n_folds = record.get("n_folds")
     folds = list(range(n_folds)) if n_folds else sorted(set(rows["fold"]) - {-1})
-    return Source(dataset, work, rows, folds, record)
+    return Source(dataset, work, rows, folds, record, info)
 
 
 def _drop_missing_faces(source: Source, staging: Staging) -> Source:
@@ -218,11 +221,11 @@ def _remove_leftovers(out: Path) -> None:
 
 
 def _check_out(out: Path, name: str, dataset: str, force: bool) -> None:
-    """FileExistsError when `out` holds files this export did not write before, unless `force`."""
+    """InputError when `out` holds files this export did not write before, unless `force`."""
     foreign = sorted(_entries(out) - _ours(out, name, dataset) - {MARKER})
     if foreign and not force:
         shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
-        raise FileExistsError(f"{out} already holds other files ({shown}); choose an empty "
+        raise InputError(f"{out} already holds other files ({shown}); choose an empty "
                               "--out, or --force to write beside them (only the names this "
                               "export writes are replaced)")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fer_prep.errors import InputError
 from fer_prep.exports import Source, Staging
 
 #: canonical label → Emotion-FAN's class word
@@ -40,7 +41,7 @@ def write(source: Source, out: Staging) -> None:
     """Write Emotion-FAN's faces and lists for the folds of `source` into `out`."""
     writers = {"ckplus": _ckplus, "afew": _afew}
     if source.dataset not in writers:
-        raise ValueError(f"emotion-fan export knows {', '.join(writers)}, not {source.dataset}")
+        raise InputError(f"emotion-fan export knows {', '.join(writers)}, not {source.dataset}")
     writers[source.dataset](source, out)
 
 
@@ -96,7 +97,7 @@ def _ckplus(source: Source, out: Staging) -> None:
 def _afew(source: Source, out: Staging) -> None:
     source.need_faces("emotion-fan")
     if len(source.folds) != 1:
-        raise ValueError(f"Emotion-FAN's AFEW lists are one train/eval pair, but the afew folds "
+        raise InputError(f"Emotion-FAN's AFEW lists are one train/eval pair, but the afew folds "
                          f"have {len(source.folds)} test parts; use the official split")
     fold = source.folds[0]
     for which, root, name in AFEW_PARTS:
@@ -118,7 +119,7 @@ def _afew(source: Source, out: Staging) -> None:
                 out.counts["faces"] += 1
             lines.append(f"{word}/{clip} {word}")
         if len(set(lines)) != len(lines):
-            raise ValueError(f"txt/{name}: two clips of the same name and class (from "
+            raise InputError(f"txt/{name}: two clips of the same name and class (from "
                              "different splits) would share one folder")
         out.text(f"txt/{name}", "".join(f"{line}\n" for line in sorted(lines)))
         out.counts[f"clips in {name}"] = len(lines)

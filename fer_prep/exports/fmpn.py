@@ -18,13 +18,10 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from fer_prep.datasets import Dataset
+from fer_prep.errors import InputError
 from fer_prep.exports import Source, Staging
-from fer_prep.labels import CODES
 
-#: dataset → {canonical label: the code FMPN-FER's pickle holds} (CK+'s own codes)
-SEED_CODES: dict[str, dict[str, int]] = {
-    "ckplus": {label: code for code, label in CODES["ckplus"].items()},
-}
 UNLABELLED = -1
 PEAK = "peak"  # FMPN trains and tests on the last three frames of each sequence
 
@@ -34,18 +31,25 @@ def face_name(row: Any) -> str:
     return Path(row.face).name if row.face else f"{row.sample_id}.png"
 
 
+def seed_codes(dataset: Dataset) -> dict[str, int]:
+    """Canonical label → the code FMPN-FER's pickle holds: its class index (the mask's file
+    name) + 1, in the dataset's FMPN class order; for CK+ these are CK+'s own codes."""
+    if "fmpn" not in dataset.class_orders:
+        raise InputError(f"fmpn export: {dataset.name} has no FMPN class order (FMPN-FER used "
+                         "CK+, MMI and AffectNet)")
+    return {label: i + 1 for i, label in enumerate(dataset.class_orders["fmpn"])}
+
+
 def write(source: Source, out: Staging) -> None:
     """Write FMPN-FER's data root for the folds of `source` into `out`."""
-    if source.dataset not in SEED_CODES:
-        raise ValueError(f"fmpn export knows the label codes of {', '.join(SEED_CODES)}, "
-                         f"not {source.dataset}")
-    codes = SEED_CODES[source.dataset]
-    classes = {label for label, code in codes.items() if code > 0}  # 7 classes, no neutral
+    codes = seed_codes(source.info)
+    classes = set(codes)  # the seed's classes, no neutral
     usable = source.usable()
     in_class = usable["label"].isin(classes)
     others = usable.loc[~in_class, "label"].fillna("unlabelled")
     for label, n in others.value_counts().sort_index().items():
-        out.notes.append(f"{n} {label} rows left out: not one of FMPN-FER's 7 classes")
+        out.notes.append(f"{n} {label} rows left out: not one of FMPN-FER's {len(codes)} "
+                         "classes")
     listed = usable[in_class]
     if "role" in listed and listed["role"].notna().any():
         if n := int(listed["role"].ne(PEAK).sum()):

@@ -13,18 +13,63 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 
 from fer_prep.registry import Registry
 
-#: backend name → "module:Class", imported on first use.
-BACKENDS: Registry[str] = Registry("face backend")
-BACKENDS.add("mediapipe", "fer_prep.faces.mediapipe:MediaPipeBackend")
-BACKENDS.add("dlib-hog", "fer_prep.faces.dlib:DlibHogBackend")
-BACKENDS.add("dlib-cnn", "fer_prep.faces.dlib:DlibCnnBackend")
-BACKENDS.add("emotion-fan", "fer_prep.faces.dlib:EmotionFanBackend")
+
+def dlib_model(name: str) -> Path:
+    """Path of a model file of `face-recognition-models`, e.g. `mmod_human_face_detector.dat`.
+
+    Found with `find_spec`, which does not run the package: its `__init__` imports
+    `pkg_resources`, which setuptools ≥ 81 no longer ships.
+    """
+    spec = find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("dlib models missing: pip install face-recognition-models")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: dlib model missing; reinstall face-recognition-models")
+    return path
+
+
+def mediapipe_model(*parts: str) -> Path:
+    """Path of a model file inside the mediapipe wheel, found without importing mediapipe."""
+    spec = find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("mediapipe missing: pip install mediapipe==0.10.21")
+    return Path(next(iter(spec.submodule_search_locations)), "modules", *parts)
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend: its class as "module:Class" (imported when built) and the model
+    files it reads (located without importing it, so a no-op re-run loads no detector)."""
+
+    target: str
+    models: tuple[Callable[[], Path], ...]
+
+    def model_files(self) -> list[Path]:
+        return [locate() for locate in self.models]
+
+
+_DLIB68 = partial(dlib_model, "shape_predictor_68_face_landmarks.dat")
+_DLIB5 = partial(dlib_model, "shape_predictor_5_face_landmarks.dat")
+_MMOD = partial(dlib_model, "mmod_human_face_detector.dat")
+
+BACKENDS: Registry[BackendEntry] = Registry("face backend")
+BACKENDS.add("mediapipe", BackendEntry("fer_prep.faces.mediapipe:MediaPipeBackend", (
+    partial(mediapipe_model, "face_detection", "face_detection_full_range_sparse.tflite"),
+    partial(mediapipe_model, "face_detection", "face_detection_short_range.tflite"),
+    partial(mediapipe_model, "face_landmark", "face_landmark_with_attention.tflite"))))
+BACKENDS.add("dlib-hog", BackendEntry("fer_prep.faces.dlib:DlibHogBackend", (_DLIB68,)))
+BACKENDS.add("dlib-cnn", BackendEntry("fer_prep.faces.dlib:DlibCnnBackend", (_DLIB68, _MMOD)))
+BACKENDS.add("emotion-fan", BackendEntry("fer_prep.faces.dlib:EmotionFanBackend",
+                                         (_DLIB68, _MMOD, _DLIB5)))
 
 #: frames smaller than this hold no usable face, and dlib's CNN corrupts memory on a 5×3 frame
 MIN_SIDE = 16
@@ -80,11 +125,6 @@ class FaceBackend(ABC):
     def landmarks(self, image: np.ndarray, box: Box) -> Face:
         """The face inside `box`, with its landmarks (for boxes given by a dataset, too)."""
 
-    @classmethod
-    @abstractmethod
-    def model_files(cls) -> list[Path]:
-        """The model files this backend reads, hashed into every stage record."""
-
     def tracker(self) -> Callable[[np.ndarray], Face | None]:
         """A function from the next frame of one clip to its face (the largest), or None.
 
@@ -123,8 +163,14 @@ def enclosing_box(box: Box, points: np.ndarray) -> Box:
 
 def backend_class(name: str) -> type[FaceBackend]:
     """The class registered as `name`, imported now (and only now)."""
-    module, cls = BACKENDS.get(name).split(":")
+    module, cls = BACKENDS.get(name).target.split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def model_files(name: str) -> list[Path]:
+    """The model files of backend `name` (hashed into every stage record), without importing
+    the backend."""
+    return BACKENDS.get(name).model_files()
 
 
 def create_backend(name: str) -> FaceBackend:

@@ -6,29 +6,13 @@ The model files come from the `face-recognition-models` package, located with im
 
 from __future__ import annotations
 
-from importlib.util import find_spec
-from pathlib import Path
-
 import cv2
 import dlib
 import numpy as np
 
-from fer_prep.faces import Box, Face, FaceBackend, to_rgb
+from fer_prep.faces import Box, Face, FaceBackend, dlib_model, to_rgb
 
-
-def dlib_model(name: str) -> Path:
-    """Path of a model file of `face-recognition-models`, e.g. `mmod_human_face_detector.dat`.
-
-    Found with `find_spec`, which does not run the package: its `__init__` imports
-    `pkg_resources`, which setuptools ≥ 81 no longer ships.
-    """
-    spec = find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("dlib models missing: pip install face-recognition-models")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: dlib model missing; reinstall face-recognition-models")
-    return path
+__all__ = ["DlibCnnBackend", "DlibHogBackend", "EmotionFanBackend", "dlib_model"]
 
 
 def _shape(points: dlib.full_object_detection) -> np.ndarray:
@@ -51,9 +35,6 @@ class _DlibBackend(FaceBackend):
         path = dlib_model("shape_predictor_68_face_landmarks.dat")
         self.predictor = dlib.shape_predictor(str(path))
 
-    @classmethod
-    def model_files(cls) -> list[Path]:
-        return [dlib_model("shape_predictor_68_face_landmarks.dat")]
 
     @staticmethod
     def _input(image: np.ndarray) -> np.ndarray:
@@ -90,9 +71,6 @@ class DlibCnnBackend(_DlibBackend):
         super().__init__()
         self.cnn = dlib.cnn_face_detection_model_v1(str(dlib_model("mmod_human_face_detector.dat")))
 
-    @classmethod
-    def model_files(cls) -> list[Path]:
-        return [*super().model_files(), dlib_model("mmod_human_face_detector.dat")]
 
     def _cnn(self, rgb: np.ndarray, upsample: int, tag: str) -> list[tuple[Box, float, str]]:
         return [(_box(d.rect), float(d.confidence), tag) for d in self.cnn(rgb, upsample)]
@@ -151,9 +129,6 @@ class EmotionFanBackend(DlibCnnBackend):
         self.predictor5 = dlib.shape_predictor(str(path5))
         self._found_in: np.ndarray | None = None
 
-    @classmethod
-    def model_files(cls) -> list[Path]:
-        return [*super().model_files(), dlib_model("shape_predictor_5_face_landmarks.dat")]
 
     def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
         # HOG on a grey frame equals HOG on its RGB copy (same gradients), at a third of the cost

@@ -1,15 +1,21 @@
 """The align stage for videos: one clip at a time, following the face from frame to frame.
 
+    WORK/<dataset>/align/
+      stage.json, manifest.parquet, manifest.csv   (manifests/faces.schema.csv)
+      faces/<item path>/0000001.<jpg|png> …        e.g. faces/train/Happy/000123/0000001.jpg
+
 Input is the frames manifest of `video2frame`, or (`from_video`) the videos themselves, decoded
 through ffmpeg without writing frames. Every frame gets a row, whatever happens to it:
 
 - `ok`: the backend found the face (in video mode where it has one, e.g. MediaPipe);
 - `borrowed`: no face found on this frame, so the chip is cut from this frame with the landmarks
   of the nearest frame that had one (`borrowed_from`, `borrow_distance` in frames);
-- `no_face`: no face anywhere in the clip; `unreadable` / `failed`: the frame or video is broken.
+- `no_face`: no face anywhere in the clip; `unreadable` / `failed`: the frame, its chip, or the
+  video is broken (a chip that cannot be cut fails its frame alone).
 
-`smooth` filters the landmarks over time (Savitzky–Golay, 5 frames, quadratic) within each run
-of consecutive detections before cutting the chips.
+A video ffmpeg decoded only partway keeps ffmpeg's words in its rows' `message`. `smooth` filters
+the landmarks over time (Savitzky–Golay, 5 frames, quadratic) within each run of consecutive
+detections before cutting the chips.
 """
 
 from __future__ import annotations
@@ -17,68 +23,98 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from scipy.signal import savgol_filter
-
-from fer_prep.cache import digest, file_hash
-from fer_prep.faces import Face, FaceBackend, backend_class
-from fer_prep.images import UnreadableImage, read_image
+from fer_prep.errors import WorkError
+from fer_prep.faces import model_files
 from fer_prep.manifest import FACE_COLUMNS
-from fer_prep.runner import StageResult, StageSpec, run_stage
-from fer_prep.stages.align import AlignParams, chip_fields, face_path, failure, worker_backend
-from fer_prep.video import VideoError, decode, frame_name
+from fer_prep.params import option
+from fer_prep.stages import STAGES, Stage
+from fer_prep.stages.align import (
+    FACES,
+    AlignParams,
+    chip_fields,
+    face_path,
+    failure,
+    worker_backend,
+)
 
-VERSION = 1
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fer_prep.faces import Face, FaceBackend
+    from fer_prep.runner import Context
+
 SMOOTH_WINDOW = 5
 COLUMNS = (*FACE_COLUMNS, "split", "timestamp", "frame_path", "borrowed_from", "borrow_distance")
-_INTERNAL = ("frame_numbers", "frame_files", "frame_paths", "timestamps")
-_PER_FRAME = ("frame", "timestamp", "frame_path")
+_INTERNAL = ("frame_numbers", "frame_files", "frame_paths", "timestamps", "video_problem")
+_PER_FRAME = ("sample_id", "frame", "timestamp", "frame_path", "status", "message", "fingerprint")
+#: frames-manifest statuses whose frames are usable (partial: a truncated video's frames)
+FRAMES_USABLE = ("ok", "partial")
 
 
 @dataclass(frozen=True)
-class ClipParams:
-    """How clips are read and followed; `fps` / `max_side` apply when decoding videos directly."""
+class VideoAlignParams(AlignParams):
+    """AlignParams, plus how clips are read and followed; `fps` / `max_side` apply when
+    decoding the videos directly."""
 
-    smooth: bool = False
-    from_video: bool = False
-    fps: float | None = None
-    max_side: int | None = None
+    preset_tables = ("align", "video-align")
+
+    smooth: bool = option(False, "Smooth landmarks over time before cutting chips.")
+    from_video: bool = option(False, "Decode the videos directly (needs --root); no frame "
+                              "files are written.")
+    fps: float | None = option(None, "--from-video: frames per second to keep [every frame].",
+                               low=0.001)
+    max_side: int | None = option(None, "--from-video: shrink frames to fit PX × PX.", low=16)
 
 
 def clips_from_frames(frames: pd.DataFrame, frames_folder: Path) -> pd.DataFrame:
-    """One item per video of a frames manifest (its frames as lists); failed videos as they are."""
+    """One item per video of a frames manifest (its frames as lists); failed videos as they are.
+
+    An item's fingerprint is its frames' (their content and their paths relative to the frames
+    folder), so a copied work folder aligns nothing again.
+    """
+    import pandas as pd
+
+    from fer_prep.cache import digest
+
     items = []
-    for _, group in frames.groupby("source_path", sort=False):
+    for sequence, group in frames.groupby("sequence", sort=False):
         first = group.iloc[0].to_dict()
-        if first["status"] != "ok":
-            items.append(first)
-            continue
         clip = {k: v for k, v in first.items() if k not in _PER_FRAME}
+        clip["sample_id"] = sequence
+        if first["status"] not in FRAMES_USABLE:
+            items.append({**clip, "status": first["status"], "message": first["message"],
+                          "fingerprint": ""})
+            continue
         clip.update(
-            sample_id=first["sequence"],
+            status="ok", message="",
+            video_problem=first["message"] if first["status"] == "partial" else "",
             frame_numbers=group["frame"].astype(int).tolist(),
             frame_paths=group["frame_path"].tolist(),
             frame_files=[str(frames_folder / p) for p in group["frame_path"]],
             timestamps=group["timestamp"].astype(float).tolist(),
         )
-        clip["fingerprint"] = digest([first["fingerprint"], clip])
+        clip["fingerprint"] = digest([group["fingerprint"].tolist(), clip["frame_paths"],
+                                      clip["timestamps"], clip["video_problem"]])
         items.append(clip)
     return pd.DataFrame(items)
 
 
-def _frames_of(item: dict[str, Any], clip: ClipParams) -> Callable[[], Iterator]:
+def _frames_of(item: dict[str, Any], params: VideoAlignParams) -> Callable[[], Iterator]:
     """A function giving a fresh pass over the clip's (number, image or UnreadableImage)."""
-    if clip.from_video:
+    from fer_prep.images import UnreadableImage, read_image
+    from fer_prep.video import decode
+
+    if params.from_video:
 
         def from_video() -> Iterator:
-            frames, times = decode(Path(item["source_path"]), clip.fps, clip.max_side)
-            item["timestamps"] = times  # filled in once the pass is over
+            frames, decoding = decode(Path(item["source_path"]), params.fps, params.max_side)
             yield from frames
+            item["timestamps"] = decoding.result.times  # filled in once the pass is over
+            item["video_problem"] = decoding.result.problem
 
         return from_video
 
@@ -94,6 +130,9 @@ def _frames_of(item: dict[str, Any], clip: ClipParams) -> Callable[[], Iterator]
 
 def _smoothed(faces: dict[int, Face]) -> dict[int, Face]:
     """Landmarks filtered over time within runs of consecutive frames (short runs unchanged)."""
+    import numpy as np
+    from scipy.signal import savgol_filter
+
     numbers = sorted(faces)
     runs, run = [], [numbers[0]] if numbers else []
     for a, b in itertools.pairwise(numbers):
@@ -114,23 +153,41 @@ def _smoothed(faces: dict[int, Face]) -> dict[int, Face]:
     return out
 
 
-def _align_clip(
-    item: dict[str, Any], backend: FaceBackend, ctx: dict[str, Any], clip: ClipParams
-) -> list[dict[str, Any]]:
-    meta = {k: v for k, v in item.items() if k not in _INTERNAL}
-    frames = _frames_of(item, clip)
+def _chip(image: Any, face: Face, rel: str, params: VideoAlignParams, folder: Path,
+          where: str) -> dict[str, Any]:
+    """The chip fields of one frame, or that frame's failure (a full disk stops the run)."""
+    try:
+        return chip_fields(image, face, rel, params, folder)
+    except WorkError:
+        raise
+    except Exception as exc:  # this frame's chip cannot be cut or encoded: this frame fails
+        return failure(exc, where, "cutting the chip", image)
+
+
+def _align_clip(item: dict[str, Any], backend: FaceBackend, params: VideoAlignParams,
+                folder: Path) -> list[dict[str, Any]]:
+    import numpy as np
+
+    from fer_prep.images import UnreadableImage
+    from fer_prep.video import VideoError, frame_name
+
+    meta = {k: v for k, v in item.items() if k not in _INTERNAL and k != "item_path"}
+    frames = _frames_of(item, params)
     base: dict[int, dict[str, Any]] = {}
     done: dict[int, dict[str, Any]] = {}
     faces: dict[int, Face] = {}
     track = backend.tracker()
 
     def rel(n: int) -> str:
-        return face_path(frame_name(n).rsplit(".", 1)[0], item["face_dir"], ctx["format"])
+        return face_path(f"{item['item_path']}/{frame_name(n).rsplit('.', 1)[0]}", params.format)
+
+    def where(n: int) -> str:
+        return f"{item['source_path']} frame {n}"
 
     try:
         for n, image in frames():
             base[n] = {**meta, "sample_id": f"{item['sample_id']}_{n:07d}", "frame": n,
-                       "backend": ctx["backend"]}
+                       "backend": params.backend}
             if isinstance(image, UnreadableImage):
                 done[n] = {"status": "unreadable", "message": str(image)}
                 continue
@@ -138,17 +195,18 @@ def _align_clip(
             try:
                 face = track(image)
             except Exception as exc:  # one odd frame must not end the clip
-                done[n] = failure(exc, f"{item['source_path']} frame {n}", ctx["backend"], image)
+                done[n] = failure(exc, where(n), params.backend, image)
                 continue
             if face is None:
                 continue
             faces[n] = face
-            if not clip.smooth:
-                done[n] = {"status": "ok", "message": "", **chip_fields(image, face, rel(n), ctx)}
+            if not params.smooth:
+                done[n] = {"status": "ok", "message": "",
+                           **_chip(image, face, rel(n), params, folder, where(n))}
     except VideoError as exc:
         return [{**meta, "status": "failed", "message": str(exc)}]
 
-    if clip.smooth and faces:
+    if params.smooth and faces:
         faces = _smoothed(faces)
     detected = np.array(sorted(faces))
     todo: dict[int, tuple[Face, dict[str, Any]]] = {}
@@ -168,55 +226,67 @@ def _align_clip(
         for n, image in frames():
             if n in todo:
                 face, fields = todo[n]
-                done[n] = {**fields, **chip_fields(image, face, rel(n), ctx)}
+                done[n] = {**fields, **_chip(image, face, rel(n), params, folder, where(n))}
 
-    times = item["timestamps"]
-    paths = item.get("frame_paths")
+    times, paths = item["timestamps"], item.get("frame_paths")
+    problem = item.get("video_problem") or ""
     rows = []
     for i, n in enumerate(sorted(base)):
-        extra = {"timestamp": times[i], "frame_path": paths[i] if paths else None}
-        rows.append({**base[n], **extra, **done[n]})
+        row = {**base[n], "timestamp": times[i], "frame_path": paths[i] if paths else None,
+               **done[n]}
+        if problem and not row["message"]:
+            row["message"] = problem  # a partly decoded video says so on every row
+        rows.append(row)
     return rows
 
 
-def align_clip_batch(items: list[dict[str, Any]], ctx: dict[str, Any]) -> list[dict[str, Any]]:
+def align_clip_batch(items: list[dict[str, Any]], params: VideoAlignParams, folder: Path
+                     ) -> list[dict[str, Any]]:
     """Worker: align every frame of each clip of the batch."""
-    backend = worker_backend(ctx["backend"])
-    clip = ClipParams(ctx["smooth"], ctx["from_video"], ctx["fps"], ctx["max_side"])
-    return [row for item in items for row in _align_clip(item, backend, ctx, clip)]
+    backend = worker_backend(params.backend)
+    return [row for item in items for row in _align_clip(item, backend, params, folder)]
 
 
-def align_clips(
-    clips: pd.DataFrame,
-    work: Path,
-    params: AlignParams = AlignParams(),
-    clip: ClipParams = ClipParams(),
-    jobs: int | None = None,
-    force: bool = False,
-) -> StageResult:
-    """Align every frame of every clip into `work/<dataset>/align/`.
+@STAGES.register("align-video")
+class AlignVideo(Stage):
+    """Align every frame of every clip into WORK/<dataset>/align/, following faces through clips.
 
-    `clips`: `clips_from_frames(frames manifest, frames folder)`, or with `clip.from_video` a
-    videos table from an adapter (`sample_id`, `dataset`, `source_path`, `face_dir`, `status`).
+    Reads the frames of `video2frame` (or, with --from-video, the videos). A frame with no face
+    borrows the nearest detected frame's landmarks (status `borrowed`); a clip without any face
+    gives `no_face` rows. --fps / --max-side apply with --from-video.
     """
-    params = params.resolved()
-    items = clips.copy()
-    if clip.from_video:
-        items["fingerprint"] = [
-            digest([file_hash(row["source_path"]), row]) if row["status"] == "ok" else ""
-            for row in clips.astype(str).to_dict("records")
-        ]
-    spec = StageSpec(
-        dataset=str(clips["dataset"].iloc[0]),
-        name="align",
-        version=VERSION,
-        params={**asdict(params), **asdict(clip)},
-        models=backend_class(params.backend).model_files(),
-        inputs=[] if clip.from_video else ["frames"],
-        outputs=("face_path",),
-        columns=COLUMNS,
-        quiet=frozenset({"ok", "borrowed", "no_face"}),
-        internal=_INTERNAL,
-        integers=("frame", "width", "height", "borrowed_from", "borrow_distance"),
-    )
-    return run_stage(spec, items, align_clip_batch, work, jobs=jobs, force=force, batch_size=1)
+
+    name = "align-video"
+    command = "align"
+    folder = "align"
+    version = 1
+    Params = VideoAlignParams
+    kinds = frozenset({"videos"})
+    schema = "faces"
+    inputs = ("frames",)
+    root = "optional"
+    key = "sequence"
+    outputs = ("face_path",)
+    columns = COLUMNS
+    quiet = frozenset({"ok", "borrowed", "no_face"})
+    internal = _INTERNAL
+    integers = ("frame", "width", "height", "borrowed_from", "borrow_distance")
+    batch_size = 1
+    map = staticmethod(align_clip_batch)
+    shows = {"faces": FACES}
+
+    def reads_dataset(self, params: VideoAlignParams, ctx: Context) -> bool:
+        return params.from_video
+
+    def models(self, params: VideoAlignParams) -> list[Path]:
+        return model_files(params.backend)
+
+    def items(self, ctx: Context, params: VideoAlignParams) -> pd.DataFrame:
+        if params.from_video:
+            return ctx.source_items()
+        frames = ctx.upstream_manifest("frames")
+        clips = clips_from_frames(frames, ctx.upstream_folder("frames"))
+        ok = clips["status"] == "ok"
+        clips.loc[ok, "item_path"] = [ctx.dataset.item_path(r) for r in
+                                      clips[ok].to_dict("records")]
+        return clips

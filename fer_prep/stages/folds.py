@@ -1,4 +1,5 @@
-"""The folds stage: faces (or CK+'s labels alone) → the fold of every row, and per fold the lists.
+"""The folds stage: faces (or a dataset's labels alone) → the fold of every row, and per fold
+the lists.
 
     WORK/<dataset>/folds/
       stage.json                     params (scheme, k, seed, split), n_folds, fingerprints, counts
@@ -7,37 +8,24 @@
       fold_<K>/train.csv, test.csv   the ok rows of each part: sample_id, subject, sequence,
                                      frame, label, face_path (relative to WORK/<dataset>/align/)
 
-`folds(...)` is the whole stage; the CLI calls it as a notebook would. The schemes are in
-`fer_prep.folds`; this module reads, caches and writes.
+The schemes are in `fer_prep.folds`; this stage reads their input and writes their result.
 """
 
 from __future__ import annotations
 
-import shutil
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from fer_prep.cache import file_hash
+from fer_prep.errors import InputError
+from fer_prep.params import Params, option
+from fer_prep.stages import STAGES, Reduced, Stage
 
-from fer_prep import __version__
-from fer_prep.adapters.ckplus import read_ckplus_labels
-from fer_prep.cache import (
-    atomic_path,
-    digest,
-    is_current,
-    mark_downstream_stale,
-    read_record,
-    stage_fingerprint,
-    write_record,
-)
-from fer_prep.folds import SCHEMES, Options, assign
-from fer_prep.manifest import PARQUET, read_manifest, write_manifest
-from manifests import list_splits, read_split, split_path
+if TYPE_CHECKING:
+    import pandas as pd
 
-VERSION = 1
-STAGE = "folds"
-INPUT = "align"
+    from fer_prep.runner import Context
+
 #: the folds manifest, in order (see manifests/folds.schema.csv)
 COLUMNS = (
     "sample_id", "dataset", "subject", "sequence", "frame", "role", "label", "label_code",
@@ -47,46 +35,33 @@ COLUMNS = (
 LIST_COLUMNS = ("sample_id", "subject", "sequence", "frame", "label", "face_path")
 
 
-@dataclass
-class FoldsResult:
-    folder: Path
-    manifest: pd.DataFrame
-    n_folds: int
-    skipped: bool
-    seconds: float
+def _schemes() -> list[str]:
+    from fer_prep.folds import SCHEMES
 
-    def summary(self) -> str:
-        ok = self.manifest[self.manifest["status"] == "ok"]
-        sizes = " ".join(str((ok["fold"] == k).sum()) for k in range(self.n_folds))
-        verb = "unchanged, skipped" if self.skipped else "written"
-        return (f"{self.folder.parent.name} folds: {self.n_folds} fold(s), {len(ok)} rows ok, "
-                f"{len(self.manifest) - len(ok)} excluded; test rows per fold: {sizes}; {verb}, "
-                f"{self.seconds:.1f} s\n  manifest: {self.folder / PARQUET} (+ manifest.csv)")
+    return SCHEMES.names()
 
 
-def resolve_split(split: str | Path) -> tuple[Path, str]:
-    """(file, name) of a split: a user's CSV (named by its path) or a shipped one by name."""
-    path = Path(split).expanduser()
-    if path.is_file():
-        return path.resolve(), str(path.resolve())
-    if str(split) in list_splits():
-        return split_path(str(split)), str(split)
-    raise FileNotFoundError(f"{split}: neither a split file nor a shipped split "
-                            f"({', '.join(list_splits())})")
+@dataclass(frozen=True)
+class FoldsParams(Params):
+    """The fold scheme and what it takes."""
 
+    scheme: str | None = option(None, "Fold scheme [subject-kfold; file when --split is given].",
+                                choices=_schemes)
+    k: int = option(10, "Number of folds (k-fold schemes).", low=2)
+    seed: int = option(0, "Seed (subject-kfold).")
+    split: str | None = option(None, "Scheme file: a shipped split's name or a split CSV.")
 
-def read_input(dataset: str, work: Path, root: str | Path | None) -> tuple[pd.DataFrame, list[str]]:
-    """The rows to place and the stages they come from: the align manifest, or CK+'s labels."""
-    if root is None:
-        try:
-            return read_manifest(work / dataset / INPUT), [INPUT]
-        except FileNotFoundError as exc:
-            hint = " (or give the CK+ root to use its labels alone)" if dataset == "ckplus" else ""
-            raise FileNotFoundError(f"{exc}: `fer-prep {dataset} align` makes it{hint}") from None
-    if dataset != "ckplus":
-        raise ValueError(f"a root without faces works for CK+ only (its Emotion/ labels), not "
-                         f"{dataset}: run `fer-prep {dataset} align` and drop --root")
-    return read_ckplus_labels(root), []
+    def resolved(self) -> FoldsParams:
+        from fer_prep.folds import SCHEMES
+        from fer_prep.splits import resolve_split
+
+        scheme = self.scheme or ("file" if self.split else "subject-kfold")
+        if (self.split is None) == (scheme == "file"):
+            raise InputError("a split file goes with scheme 'file', and only with it")
+        chosen = SCHEMES.get(scheme)
+        split = None if self.split is None else resolve_split(self.split)[1]
+        return replace(self, scheme=scheme, split=split, k=self.k if chosen.k_folds else None,
+                       seed=self.seed if chosen.seeded else None)
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
@@ -95,80 +70,83 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     return table.astype({c: types.get(c, "str") for c in table.columns})
 
 
-def _contract(rows: pd.DataFrame) -> pd.DataFrame:
-    """The input columns the folds manifest carries, missing ones empty."""
-    table = rows.reindex(columns=[c for c in COLUMNS if c != "fold"])
-    for col in ("face_path", "message"):
-        table[col] = table[col].fillna("")
-    return _typed(table)
+@STAGES.register("folds")
+class Folds(Stage):
+    """Put every sample in a cross-validation fold; write WORK/<dataset>/folds/.
 
-
-def folds(
-    dataset: str,
-    work: str | Path,
-    scheme: str = "subject-kfold",
-    k: int = 10,
-    seed: int = 0,
-    root: str | Path | None = None,
-    split_file: str | Path | None = None,
-    force: bool = False,
-) -> FoldsResult:
-    """Place every row of `WORK/<dataset>/align/manifest.parquet` (or, for CK+ with `root`, of
-    its Emotion/ label tree) in a fold by `scheme`; write `WORK/<dataset>/folds/`.
-
-    `split_file`: for scheme `file`, a shipped split's name or a CSV (format in `manifests`).
-    Same inputs and parameters as the last run: nothing is written. Raises KeyError for an
-    unknown scheme, FileNotFoundError for a missing input or split, ValueError (FoldError,
-    SplitFileError) when the folds cannot be made, each naming the problem.
+    Reads WORK/<dataset>/align/ (or, with --root, the dataset's labels alone where its layout
+    allows: CK+'s Emotion/ tree). Writes a manifest (sample → fold) and fold_<K>/train.csv,
+    test.csv. Subject schemes never put one subject in train and test of a fold.
     """
-    started = time.monotonic()
-    work = Path(work)
-    chosen = SCHEMES.get(scheme)
-    if (split_file is None) == (scheme == "file"):
-        raise ValueError("a split file goes with scheme 'file', and only with it")
-    split, split_name = resolve_split(split_file) if split_file is not None else (None, None)
-    rows, inputs = read_input(dataset, work, root)
-    rows = _contract(rows)
-    params = {"scheme": scheme, "k": k if chosen.k_folds else None,
-              "seed": seed if chosen.seeded else None, "split": split_name}
-    fp, split_hash = stage_fingerprint(STAGE, VERSION, params, [split] if split else [])
-    input_fp = digest(rows.astype(str).to_dict("list"))
-    folder = work / dataset / STAGE
-    record = read_record(folder)
-    if not force and _up_to_date(record, fp, input_fp, folder):
-        return FoldsResult(folder, read_manifest(folder), record["n_folds"], True,
-                           time.monotonic() - started)
 
-    table = read_split(split) if split else None
-    opts = Options(dataset, k, seed, table, split_name or "")
-    placed = _typed(assign(rows, scheme, opts)[list(COLUMNS)])  # fails before writing anything
-    n_folds = k if chosen.k_folds else (int(table["fold"].max()) + 1 if table is not None else 1)
-    base = {"stage": STAGE, "version": VERSION, "package_version": __version__, "params": params,
-            "models": split_hash, "fingerprint": fp, "inputs": inputs,
-            "input_fingerprint": input_fp, "n_folds": n_folds}
-    if folder.exists():
-        shutil.rmtree(folder)
-    write_record(folder, {**base, "complete": False})
-    ok = placed[placed["status"] == "ok"].sort_values("sample_id")
-    for fold in range(n_folds):
-        for part, members in (("train", ok[ok["fold"] != fold]), ("test", ok[ok["fold"] == fold])):
-            with atomic_path(folder / f"fold_{fold}" / f"{part}.csv") as tmp:
-                members[list(LIST_COLUMNS)].to_csv(tmp, index=False)
-    write_manifest(placed, folder)
-    counts = {str(s): int(n) for s, n in placed["status"].value_counts().sort_index().items()}
-    write_record(folder, {**base, "complete": True, "counts": counts})
-    mark_downstream_stale(folder.parent, STAGE)
-    return FoldsResult(folder, placed, n_folds, False, time.monotonic() - started)
+    name = "folds"
+    command = "folds"
+    folder = "folds"
+    version = 1
+    Params = FoldsParams
+    kinds = frozenset({"stills", "sequences", "videos"})
+    schema = "folds"
+    inputs = ("align",)
+    root = "optional"
+    reader_options = False
+    columns = COLUMNS
+    shows = {"folds": "fold_<K>/{train,test}.csv"}
 
+    def notes(self, record: dict[str, Any]) -> list[str]:
+        sizes = " ".join(str(n) for n in record.get("test_rows", []))
+        return [f"{record.get('n_folds')} fold(s); test rows per fold: {sizes}"]
 
-def _up_to_date(record: dict | None, fp: str, input_fp: str, folder: Path) -> bool:
-    if not is_current(record, fp, input_fp):
-        return False
-    lists = [folder / f"fold_{k}" / f"{p}.csv" for k in range(record["n_folds"])
-             for p in ("train", "test")]
-    return (folder / PARQUET).is_file() and all(p.is_file() for p in lists)
+    def reads_dataset(self, params: FoldsParams, ctx: Context) -> bool:
+        return ctx.root is not None
 
+    def read(self, ctx: Context) -> list[dict[str, Any]]:
+        items = ctx.dataset.read_labels(ctx.root)
+        if items is None:
+            raise InputError(f"{ctx.dataset.name}: folds from a root without faces work only "
+                             "where the labels alone name the frames (CK+); run "
+                             f"{ctx.remedy('align')} and drop --root")
+        return items
 
-def read_folds(work: str | Path, dataset: str) -> pd.DataFrame:
-    """The folds manifest of `dataset` under `work` (one row per input row, with `fold`)."""
-    return read_manifest(Path(work) / dataset / STAGE)
+    def extra_key(self, ctx: Context, params: FoldsParams) -> Any:
+        from fer_prep.splits import resolve_split
+
+        return file_hash(resolve_split(params.split)[0]) if params.split else None
+
+    def items(self, ctx: Context, params: FoldsParams) -> pd.DataFrame:
+        import pandas as pd
+
+        from fer_prep.cache import digest
+
+        if ctx.root is not None:
+            rows = pd.DataFrame(ctx.raw_items)
+        else:
+            rows = ctx.upstream_manifest("align")
+        table = rows.reindex(columns=[c for c in COLUMNS if c != "fold"])
+        for col in ("face_path", "message"):
+            table[col] = table[col].fillna("")
+        table = _typed(table)
+        table["fingerprint"] = [digest(r) for r in table.astype(str).values.tolist()]
+        return table
+
+    def reduce(self, ctx: Context, params: FoldsParams, rows: pd.DataFrame) -> Reduced:
+        from fer_prep.cache import atomic_path
+        from fer_prep.folds import SCHEMES, Options, assign
+        from fer_prep.splits import read_split, resolve_split
+
+        table = read_split(resolve_split(params.split)[0]) if params.split else None
+        opts = Options(ctx.dataset, params.k or 10, params.seed or 0, table, params.split or "")
+        placed = _typed(assign(rows.drop(columns=["fingerprint"]), params.scheme, opts)
+                        [list(COLUMNS)])
+        n_folds = (params.k if SCHEMES.get(params.scheme).k_folds
+                   else int(table["fold"].max()) + 1 if table is not None else 1)
+        ok = placed[placed["status"] == "ok"].sort_values("sample_id")
+        files = []
+        for fold in range(n_folds):
+            for part, members in (("train", ok[ok["fold"] != fold]),
+                                  ("test", ok[ok["fold"] == fold])):
+                rel = f"fold_{fold}/{part}.csv"
+                with atomic_path(ctx.folder / rel) as tmp:
+                    members[list(LIST_COLUMNS)].to_csv(tmp, index=False)
+                files.append(rel)
+        sizes = [int((ok["fold"] == k).sum()) for k in range(n_folds)]
+        return Reduced(placed, files, {"n_folds": n_folds, "test_rows": sizes})

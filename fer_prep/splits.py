@@ -1,4 +1,4 @@
-"""Shipped manifests: the manifest schemas and the published benchmark splits.
+"""The published benchmark splits shipped in `manifests/splits/`, and the split file format.
 
 Split files (`splits/<name>.csv`, name = `<dataset>-<seed paper>-<folds>-v<version>`; a changed
 split gets a new version, never an edit) are made from the seeds' own files by `manifests/build.py`.
@@ -17,38 +17,42 @@ The same format is what `fer-prep folds --scheme file --split PATH` reads from a
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 import pandas as pd
 
-SPLITS = "splits"
+from fer_prep.errors import InputError
+from fer_prep.shipped import MANIFESTS
+
+SPLITS = MANIFESTS / "splits"
 KEYS = ("sample_id", "sequence")
 
 
-class SplitFileError(ValueError):
+class SplitFileError(InputError):
     """A split file that does not follow the format above; the message names the file."""
-
-
-def schema(name: str) -> pd.DataFrame:
-    """The schema `name` (e.g. `faces`): one row per column with its type and meaning."""
-    path = files(__name__) / f"{name}.schema.csv"
-    if not path.is_file():
-        raise KeyError(f"no manifest schema {name!r} in {files(__name__)}")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def list_splits() -> list[str]:
     """Names of the shipped splits."""
-    return sorted(p.name[:-4] for p in (files(__name__) / SPLITS).iterdir()
-                  if p.name.endswith(".csv"))
+    return sorted(p.stem for p in SPLITS.glob("*.csv"))
 
 
 def split_path(name: str) -> Path:
-    """The file of the shipped split `name`; KeyError listing the shipped splits otherwise."""
+    """The file of the shipped split `name`; InputError listing the shipped splits otherwise."""
     if name not in list_splits():
-        raise KeyError(f"unknown split {name!r}; shipped splits: {', '.join(list_splits())}")
-    return Path(str(files(__name__) / SPLITS / f"{name}.csv"))
+        raise InputError(f"unknown split {name!r}; shipped splits: {', '.join(list_splits())}")
+    return SPLITS / f"{name}.csv"
+
+
+def resolve_split(split: str | Path) -> tuple[Path, str]:
+    """(file, name) of a split: a user's CSV (named by its path) or a shipped one by name."""
+    path = Path(split).expanduser()
+    if path.is_file():
+        return path.resolve(), str(path.resolve())
+    if str(split) in list_splits():
+        return split_path(str(split)), str(split)
+    raise InputError(f"{split}: neither a split file nor a shipped split "
+                     f"({', '.join(list_splits())})")
 
 
 def load_split(name: str) -> pd.DataFrame:

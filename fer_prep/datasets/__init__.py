@@ -1,0 +1,130 @@
+"""Datasets by name: each reads one public FER dataset in its original published layout.
+
+A dataset is one module here with one `Dataset` subclass, registered with `@DATASETS.register`.
+It knows everything about its dataset and nothing about faces: how to read the layout into items
+(one plain dict per source file: a frame, an image, a video), its label codes, the class orders
+its seed papers use, its official split, which stages apply to it (by `kind`), where its items go
+inside a stage folder (`item_path`), and how to write a tiny embedded sample of itself. Stages and
+the CLI ask the dataset object; no stage imports a dataset module. Readers use the standard
+library only, so listing a dataset or checking a finished stage stays cheap.
+
+An item has at least `sample_id` (unique), `dataset`, `source_path` (absolute), `status` ("ok" or
+why the dataset cannot use it) and `message` (the problem in words, naming the file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from fer_prep.errors import InputError
+from fer_prep.labels import CANONICAL
+from fer_prep.registry import Registry
+
+KINDS = ("stills", "sequences", "videos")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A dataset whose reader takes no options."""
+
+
+class Dataset:
+    """One dataset's facts and its reader; subclass it in a module of its own."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]  # one line for `fer-prep --help` and `fer-prep list`
+    kind: ClassVar[str]  # stills | sequences | videos: which stages apply
+    root_help: ClassVar[str]  # what --root must hold
+    codes: ClassVar[dict[int, str]]  # the dataset's own label code → canonical label
+    #: a seed paper or use → the classes in its order (masks and exports index by it)
+    class_orders: ClassVar[dict[str, tuple[str, ...]]] = {}
+    official_test: ClassVar[str | None] = None  # the split an official protocol tests on
+    official_train: ClassVar[tuple[str, ...]] = ("train", "training")
+    Options: ClassVar[type] = NoOptions  # frozen dataclass of the reader's options
+    #: manifest columns this dataset adds beyond the shipped schemas → their meaning
+    extra_columns: ClassVar[dict[str, str]] = {}
+    integers: ClassVar[tuple[str, ...]] = ()  # item columns holding whole numbers
+
+    def read(self, root: Path, options: Any) -> list[dict[str, Any]]:
+        """One item per source file; InputError when `root` is not this dataset."""
+        raise NotImplementedError
+
+    def read_labels(self, root: Path) -> list[dict[str, Any]] | None:
+        """The items `read` gives, from the label files alone (no images), where the layout
+        allows it (folds without faces); None where it does not."""
+        return None
+
+    def item_path(self, item: dict[str, Any]) -> str:
+        """Where `item` goes inside a stage folder, without suffix (a folder, for a video)."""
+        raise NotImplementedError
+
+    def write_sample(self, out: Path) -> Path:
+        """Write a tiny embedded sample in the original layout under `out`; return its root."""
+        raise NotImplementedError
+
+    def label(self, code: int) -> str:
+        """The canonical label of the dataset's `code`; ValueError naming the valid codes."""
+        if code not in self.codes:
+            raise ValueError(f"{self.name} has no label code {code}; valid codes: "
+                             f"{sorted(self.codes)}")
+        return self.codes[code]
+
+    def class_order(self, use: str, labels: Iterable[str] = ()) -> tuple[str, ...]:
+        """The classes in `use`'s order (a seed's), else the canonical order of the expression
+        labels present in `labels` (neutral left out)."""
+        if use in self.class_orders:
+            return self.class_orders[use]
+        present = set(labels)
+        return tuple(c for c in CANONICAL if c != "neutral" and c in present)
+
+    def options(self, **given: Any) -> Any:
+        """The reader's options from keyword values (None takes the default)."""
+        return self.Options(**{k: v for k, v in given.items() if v is not None})
+
+
+DATASETS: Registry[type[Dataset]] = Registry("dataset")
+
+#: the datasets shipped with fer-prep, imported on first use of the registry
+_BUILTIN = ("fer_prep.datasets.ckplus", "fer_prep.datasets.afew")
+
+
+def _load_builtin() -> None:
+    for module in _BUILTIN:
+        importlib.import_module(module)
+
+
+def get_dataset(name: str) -> Dataset:
+    """The dataset registered as `name`; InputError listing the registered ones otherwise."""
+    _load_builtin()
+    return DATASETS.get(name)()
+
+
+def list_datasets() -> list[str]:
+    _load_builtin()
+    return DATASETS.names()
+
+
+def find_folder(root: Path, name: str, depth: int = 3) -> Path | None:
+    """`root/…/name` at most `depth` levels down (nested zip extractions), shallowest first,
+    in any letter case."""
+    for level in range(depth + 1):
+        hits = sorted(p for p in root.glob("/".join(["*"] * level + ["*"]))
+                      if p.name.lower() == name.lower() and p.is_dir())
+        if hits:
+            return hits[0]
+    return None
+
+
+def check_root(root: Path | str | None, dataset: str) -> Path:
+    """`root` as an existing folder; InputError naming it otherwise."""
+    if root is None:
+        raise InputError(f"{dataset}: give the dataset folder with --root")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        what = "a file" if path.exists() else "missing"
+        raise InputError(f"{path}: the {dataset} root is {what}; --root takes its folder")
+    return path.absolute()

@@ -1,0 +1,357 @@
+"""The content step of a stage run (see `fer_prep.runner`): fingerprints, the parallel map with
+per-batch parts for resume, the reduce, orphan removal, the schema check, the record.
+
+Items are the rows of a table, one per source item, keyed by `sample_id`, with a `fingerprint`
+of everything its result depends on besides the parameters and a `status` ("ok" or why it cannot
+be used). The stage's map turns a batch of ok items into manifest rows (one or more per item,
+each carrying its item's id in the stage's `key` column) and writes their files atomically; it
+runs in joblib worker processes that keep their models between batches and exit when the run's
+process dies. Results are saved per batch (`.parts/`), so a killed run resumes where it stopped
+and ends with the same bytes as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, cpu_count, delayed
+
+from fer_prep import __version__
+from fer_prep.cache import (
+    atomic_path,
+    digest,
+    file_hash,
+    mark_downstream_stale,
+    remove_temporaries,
+    stage_fingerprint,
+    stat_key,
+    write_record,
+    write_text_atomic,
+)
+from fer_prep.errors import InputError
+from fer_prep.manifest import check_schema, read_table, write_manifest, write_table
+from fer_prep.runner import (
+    PARQUET,
+    PARTS,
+    ROWS,
+    SOURCES,
+    Context,
+    Progress,
+    StageResult,
+    _meta,
+    files_key,
+    result,
+)
+from fer_prep.stages import Stage
+
+log = logging.getLogger("fer_prep")
+WATCH_INTERVAL = 0.5  # seconds between a worker's checks that the run's process is alive
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    """`None` or 0 → all cores; negative counts back from all cores, as joblib does."""
+    if not jobs:
+        return cpu_count()
+    return jobs if jobs > 0 else max(1, cpu_count() + 1 + jobs)
+
+
+def describe_os_error(path: str, exc: OSError) -> str:
+    """Why a source file cannot be read, in words, naming it."""
+    if os.path.islink(path) and not os.path.exists(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        if isinstance(exc, FileNotFoundError):
+            return f"{path}: a symbolic link to {target}, which does not exist"
+    if exc.errno == 40:  # ELOOP
+        return f"{path}: a symbolic link loop"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path}: a folder, not a file"
+    return f"{path}: cannot be read ({exc.strerror or exc})"
+
+
+def fingerprint_sources(ctx: Context) -> pd.DataFrame:
+    """The dataset's items, each ok one fingerprinted by its content and its path relative to
+    the root (see `Context.source_items`). Content hashes are re-used from the stage folder's
+    `sources.json` while a file's size, mtime and inode are unchanged."""
+    try:
+        known = json.loads((ctx.folder / SOURCES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    sources: dict[str, list] = {}
+    rows = []
+    for raw in ctx.raw_items:
+        item = {**raw, "fingerprint": "", "item_path": None}
+        if item["status"] == "ok":
+            path, rel = item["source_path"], ctx.relative(raw["source_path"])
+            try:
+                stat = stat_key(path)
+                old = known.get(rel)
+                content = old[3] if old and old[:3] == stat else file_hash(path)
+            except OSError as exc:
+                item.update(status="unreadable", message=describe_os_error(path, exc))
+            else:
+                sources[rel] = [*stat, content]
+                item.update(fingerprint=digest([content, rel, _meta(raw)]),
+                            item_path=ctx.dataset.item_path(raw))
+        rows.append(item)
+    ctx.sources = sources
+    table = pd.DataFrame(rows)
+    for col in ctx.dataset.integers:
+        if col in table:
+            table[col] = table[col].astype("Int64")
+    return table
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays → flat lists of floats, so results store as Parquet list columns."""
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64).ravel().tolist()
+    return value
+
+
+def _watch(ppid: int) -> None:
+    while True:
+        time.sleep(WATCH_INTERVAL)
+        if os.getppid() != ppid:  # the run's process died: stop writing, leave no orphan
+            os._exit(1)
+
+
+_watching = False
+
+
+def _work(fn: Callable, batch: list[dict[str, Any]], params: Any, folder: Path, parent: int
+          ) -> list[dict[str, Any]]:
+    """A batch in a worker; the first call in a worker process starts its parent watch."""
+    global _watching
+    if os.getpid() != parent and not _watching:
+        _watching = True
+        threading.Thread(target=_watch, args=(os.getppid(),), daemon=True).start()
+    return fn(batch, params, folder)
+
+
+def _batches(items: list[dict[str, Any]], jobs: int, size: int | None) -> list[list]:
+    size = size or max(1, min(32, math.ceil(len(items) / (4 * jobs))))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _has_reduce(stage: Stage) -> bool:
+    return type(stage).reduce is not Stage.reduce
+
+
+def _check_unique(items: pd.DataFrame) -> None:
+    twice = items["sample_id"][items["sample_id"].duplicated()].unique()
+    if len(twice):
+        raise InputError(f"{len(twice)} items share an id, e.g. {twice[0]}: each item of a "
+                         "stage must have its own")
+
+
+def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
+            upstream: tuple[str, ...], jobs: int | None, force: bool,
+            progress: Progress | None, started: float) -> StageResult:
+    """Bring the stage folder up to date with its items (the runner's content step)."""
+    st, folder, record = ctx.stage, ctx.folder, ctx.record
+    ctx.sources = {}
+    items = st.items(ctx, params)
+    _check_unique(items)
+    up = {u: ctx.upstream_record(u).get("output_fingerprint") for u in upstream}
+    input_fp = digest([up, st.extra_key(ctx, params),
+                       items[["sample_id", "status", "fingerprint"]].astype(str).values.tolist()])
+    map_fp = stage_fingerprint(st.name, st.version, st.map_params(params), models)
+    reduce = _has_reduce(st)
+    rows_file = folder / (ROWS if reduce else PARQUET)
+    base = {
+        "stage": st.name, "version": st.version, "package_version": __version__,
+        "dataset": ctx.dataset.name, "params": params.record(), "models": models,
+        "fingerprint": fp, "map_fingerprint": map_fp, "inputs": list(upstream),
+        "root": str(ctx.root) if ctx.root else None, "options": asdict(ctx.options),
+    }
+
+    if (not force and record and record.get("complete") and record.get("fingerprint") == fp
+            and record.get("input_fingerprint") == input_fp and rows_file.is_file()
+            and (folder / PARQUET).is_file()):
+        old = read_table(rows_file)
+        if _outputs_exist(old, folder, st.outputs) and all(
+                (folder / f).is_file() for f in record.get("files", [])):
+            if not reduce:  # the same results; only where the sources now live may differ
+                refreshed = _refresh(old, items, st.key)
+                if refreshed is not None:
+                    write_manifest(refreshed, folder)
+            _write_sources(ctx)
+            record = {**record, **base, "key": key, "stale": False, "files_key": files_key(folder)}
+            write_record(folder, record)
+            return result(st, folder, record, 0, len(items), True, started)
+
+    fresh = force or record is None or record.get("map_fingerprint") != map_fp
+    if fresh:
+        _clear(folder)
+    remove_temporaries(folder)
+    old_rows = read_table(rows_file) if rows_file.is_file() else None
+    results = {} if fresh else _reusable(folder, items, st, old_rows)
+    reused = len(results)
+    write_record(folder, {**base, "complete": False})
+
+    usable = items[items["status"] == "ok"]
+    todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
+    if todo and type(st).map is not None:
+        _map(st, todo, params, folder, items, results, jobs, progress, ctx.dataset.name)
+    for row in items[items["status"] != "ok"].itertuples():
+        if getattr(row, "message", None):
+            log.warning(row.message)  # the dataset's own complaints, and unreadable sources
+
+    rows = _assemble(items, results, st, ctx.dataset.integers)
+    reduced = st.reduce(ctx, params, rows) if reduce else None
+    manifest = rows if reduced is None else reduced.manifest
+    files = [] if reduced is None else reduced.files
+    if old_rows is not None:
+        _remove_orphans(old_rows, rows, folder, st.outputs)
+    for rel in set((record or {}).get("files", [])) - set(files):
+        (folder / rel).unlink(missing_ok=True)
+    check_schema(manifest, st.schema, ctx.dataset.extra_columns)
+    if reduced is not None:
+        write_table(rows, rows_file)
+    write_manifest(manifest, folder)
+    _write_sources(ctx)
+    counts = {str(k): int(v) for k, v in manifest["status"].value_counts().sort_index().items()}
+    output_fp = digest([fp, input_fp])
+    extra = {} if reduced is None else reduced.record
+    new_record = {**base, **extra, "complete": True, "counts": counts, "key": key,
+                  "input_fingerprint": input_fp, "output_fingerprint": output_fp,
+                  "files": sorted(files), "files_key": files_key(folder)}
+    write_record(folder, new_record)
+    shutil.rmtree(folder / PARTS, ignore_errors=True)
+    if (record or {}).get("output_fingerprint") != output_fp:
+        mark_downstream_stale(folder.parent, st.folder)
+    return result(st, folder, new_record, len(todo), reused, False, started)
+
+
+def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataFrame,
+         results: dict[str, list[dict]], jobs: int | None, progress: Progress | None,
+         dataset: str) -> None:
+    """Map the items to do in worker processes, saving each batch's rows as it arrives."""
+    n_jobs = min(resolve_jobs(jobs), len(todo))
+    fps = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
+    run = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    batches = _batches(todo, n_jobs, st.batch_size)
+    done, what = 0, f"{dataset} {st.folder}"
+    if progress is not None:
+        progress(what, 0, len(todo))
+    seen: set[str] = set()
+    for rows in run(delayed(_work)(type(st).map, b, params, folder, os.getpid())
+                    for b in batches):
+        rows = [{**{k: _plain(v) for k, v in r.items()}, "fingerprint": fps[r[st.key]]}
+                for r in rows]
+        _save_part(folder / PARTS, rows, st.key)
+        new: dict[str, list[dict]] = {}
+        for row in rows:
+            new.setdefault(row[st.key], []).append(row)
+            message = row.get("message")
+            if message and row.get("status") not in st.quiet and message not in seen:
+                seen.add(message)  # a clip's frames share one message: say it once
+                log.warning(message)
+        results.update(new)
+        done += len(new)
+        if progress is not None:
+            progress(what, done, len(todo))
+
+
+def _save_part(parts: Path, rows: list[dict[str, Any]], key: str) -> None:
+    name = digest(sorted({r[key] for r in rows}))
+    with atomic_path(parts / f"{name}.parquet") as tmp:
+        pd.DataFrame(rows).to_parquet(tmp)
+
+
+def _write_sources(ctx: Context) -> None:
+    if ctx.sources:
+        write_text_atomic(ctx.folder / SOURCES, json.dumps(ctx.sources, sort_keys=True))
+
+
+def _clear(folder: Path) -> None:
+    """Remove an earlier run's outputs before a run with other parameters."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _outputs_exist(df: pd.DataFrame, folder: Path, outputs: tuple[str, ...]) -> bool:
+    return all((folder / p).is_file() for col in outputs if col in df for p in df[col].dropna()
+               if p)
+
+
+def _reusable(folder: Path, items: pd.DataFrame, st: Stage, old: pd.DataFrame | None
+              ) -> dict[str, list[dict]]:
+    """Rows of an earlier run, by item, where the item's fingerprint matches and files exist."""
+    tables = [pd.read_parquet(p) for p in sorted((folder / PARTS).glob("*.parquet"))]
+    if old is not None:
+        tables.insert(0, old)
+    wanted = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
+    done: dict[str, list[dict]] = {}
+    for table in tables:
+        if "fingerprint" not in table.columns or st.key not in table.columns:
+            continue
+        fresh: dict[str, list[dict]] = {}
+        for row in table.to_dict("records"):
+            if row["fingerprint"] and wanted.get(row[st.key]) == row["fingerprint"]:
+                fresh.setdefault(row[st.key], []).append(row)
+        done.update(fresh)  # a later table's rows for an item replace an earlier table's
+    return {
+        k: rows for k, rows in done.items()
+        if all(not isinstance(r.get(c), str) or not r.get(c) or (folder / r[c]).is_file()
+               for r in rows for c in st.outputs)
+    }
+
+
+def _assemble(items: pd.DataFrame, results: dict[str, list[dict]], st: Stage,
+              integers: tuple[str, ...]) -> pd.DataFrame:
+    """Every item's rows in item order (an unprocessed item stands as itself); where the source
+    lives now is taken from the item, so reused rows follow a moved dataset."""
+    rows: list[dict[str, Any]] = []
+    for item in items.to_dict("records"):
+        found = results.get(item["sample_id"])
+        if found is None:
+            rows.append({**item, "fingerprint": None})
+        else:
+            rows.extend({**r, "source_path": item["source_path"]} if "source_path" in item
+                        else r for r in found)
+    out = pd.DataFrame(rows).drop(columns=[*st.internal, "item_path"], errors="ignore")
+    for col in (*st.integers, *integers):
+        if col in out:
+            out[col] = out[col].astype("Int64")
+    order = [c for c in st.columns if c in out.columns]
+    return out[order + [c for c in out.columns if c not in order]]
+
+
+def _refresh(old: pd.DataFrame, items: pd.DataFrame, key: str) -> pd.DataFrame | None:
+    """`old` with each row's `source_path` from its item, or None when none changed."""
+    if "source_path" not in old or "source_path" not in items or key not in old:
+        return None
+    now = old[key].map(dict(zip(items["sample_id"], items["source_path"], strict=True)))
+    now = now.fillna(old["source_path"])
+    if (now == old["source_path"]).all():
+        return None
+    return old.assign(source_path=now)
+
+
+def _remove_orphans(old: pd.DataFrame, new: pd.DataFrame, folder: Path,
+                    outputs: tuple[str, ...]) -> None:
+    """Delete files of the previous rows that the new ones no longer list."""
+    for col in outputs:
+        if col in old.columns:
+            keep = set(new[col].dropna()) if col in new.columns else set()
+            for rel in set(old[col].dropna()) - keep - {""}:
+                (folder / rel).unlink(missing_ok=True)
