@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from fer_models.models import list_models
-from fer_models.models.backbone import BACKBONES
-from fer_models.models.fan import AT_TYPES
+from fer_models.models import AT_TYPES, BACKBONE_NAMES, list_models
+from fer_prep.errors import FerPrepError
 
 EXAMPLE = """\b
 Examples:
@@ -56,7 +55,7 @@ class FoldParam(click.ParamType):
 @click.option("--workers", type=click.IntRange(0), help="Loader workers [min(4, cores)].")
 @click.option("--cache-gb", type=click.FloatRange(0), default=4.0, show_default=True,
               help="Decode the chips once into memory when they fit in this much.")
-@click.option("--backbone", type=click.Choice(BACKBONES.names()), help="Trunk [resnet18].")
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), help="Trunk [resnet18].")
 @click.option("--at-type", type=click.Choice(AT_TYPES),
               help="fan: self attention, or self + relation attention [relation].")
 @click.option("--stage", type=click.IntRange(1, 2),
@@ -76,7 +75,6 @@ def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | No
     Writes WORK/<dataset>/train/<model>/: metrics.json, confusion.png, fold_<K>/ (last.pt,
     best.pt, metrics.json, confusion.png), and prints the accuracy per fold and the mean.
     """
-    from fer_models.inputs import InputError
     from fer_models.report import accuracy_table
     from fer_models.train import train
 
@@ -87,7 +85,7 @@ def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | No
                         size=size, seed=seed, device=device, pretrained=pretrained,
                         resume=resume, workers=workers, cache_gb=cache_gb, progress=not quiet,
                         echo=click.echo, **options)
-    except (InputError, KeyError, FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    except FerPrepError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(accuracy_table(metrics))
     click.echo(f"metrics: {work / dataset / 'train' / metrics['run'] / 'metrics.json'}")

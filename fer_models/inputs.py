@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fer_prep.cache import read_record, ready_record
+from fer_prep.errors import InputError as PrepInputError
 from fer_prep.images import UnreadableImage, read_image
 from fer_prep.labels import CANONICAL
 from fer_prep.manifest import PARQUET, read_manifest
@@ -27,7 +28,7 @@ ALIGN, FOLDS, MASKS = "align", "folds", "masks"
 N_POINTS = 68
 
 
-class InputError(ValueError):
+class InputError(PrepInputError):
     """A missing, stale or inconsistent input; the message says which file and what to run."""
 
 
@@ -96,10 +97,9 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
 
 
 def _manifest(folder: Path, how: str) -> pd.DataFrame:
-    try:
-        return read_manifest(folder)
-    except FileNotFoundError as exc:
-        raise InputError(f"{exc}: {how}") from None
+    if not (folder / PARQUET).is_file():
+        raise InputError(f"{folder / PARQUET}: no manifest here; {how}")
+    return read_manifest(folder)
 
 
 def _check_chips(rows: pd.DataFrame, align_dir: Path, dataset: str) -> None:
@@ -180,7 +180,7 @@ def read_masks(inputs: Inputs, fold: int) -> Masks:
         raise InputError(f"{folder}: made on folds {record.get('folds')} but the folds stage now "
                          f"holds {inputs.folds_params}; run `fer-prep masks --dataset "
                          f"{inputs.dataset}` again")
-    size = int(record["params"]["size"])
+    size = int(record["finishing"]["size"])
     images = np.zeros((len(inputs.classes), size, size), np.uint8)
     present = np.zeros(len(inputs.classes), bool)
     index = {label: order.index(label) for label in inputs.classes}

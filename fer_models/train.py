@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from fer_models.data import ClipDataset, FaceDataset, augment, make_loader
 from fer_models.inputs import InputError, Inputs, masks_order, read_inputs, read_masks
-from fer_models.models import MODELS, create_model
+from fer_models.models import create_model, model_class
 from fer_models.models.backbone import load_pretrained
 from fer_models.models.base import Batch, FERModel
 from fer_models.report import confusion_png
@@ -77,7 +77,7 @@ def resolve_config(model: str, epochs: int | None = None, batch_size: int | None
                    pretrained: str | Path | None = None, **options: Any) -> Config:
     """The model's defaults, every argument given (not None) winning; options checked against
     the model's own parameters."""
-    cls = MODELS.get(model)
+    cls = model_class(model)
     defaults = cls.defaults
     options = {k: v for k, v in options.items() if v is not None}
     takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *DERIVED)]
@@ -133,7 +133,7 @@ class Run:
 
     @property
     def cls(self) -> type[FERModel]:
-        return MODELS.get(self.config.model)
+        return model_class(self.config.model)
 
 
 def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
@@ -151,7 +151,7 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
     work = Path(work)
     config = resolve_config(model, epochs, batch_size, lr, size, seed, pretrained, **options)
     dev = resolve_device(device)
-    cls = MODELS.get(model)
+    cls = model_class(model)
     inputs = read_inputs(dataset, work, masks_order(work, dataset) if cls.needs_masks else None)
     if inputs.left_out:
         counts = ", ".join(f"{n} {label}" for label, n in inputs.left_out.items())

@@ -1,6 +1,8 @@
 """Build `manifests/splits/*.csv` from the seeds' own split files (in ../shared/reference).
 
-    python -m manifests.build [REFERENCE]     # default: $FER_PREP_SHARED/reference or ../shared
+    python manifests/build.py [REFERENCE]     # default: $FER_PREP_SHARED/reference or ../shared
+
+A development tool: it is not installed with the package.
 
 Each seed file is converted as shipped, with checks that it is what it claims (train lists are
 the complements of the test lists, headers agree with the lines); nothing is recomputed here.
@@ -17,12 +19,13 @@ from pathlib import Path
 import pandas as pd
 
 from fer_prep.cache import write_text_atomic
-from fer_prep.labels import FOLDERS, label_of
+from fer_prep.datasets.afew import CODES as AFEW_CODES
+from fer_prep.datasets.afew import FOLDERS
+from fer_prep.datasets.ckplus import CODES as CKPLUS_CODES
 
 OUT = Path(__file__).parent / "splits"
 #: the class words of Emotion-FAN's lists (AFEW's folder names, plus CK+'s contempt)
-WORDS = {name: label_of("afew", code) for name, code in FOLDERS["afew"].items()} | {
-    "Contempt": "contempt"}
+WORDS = {name: AFEW_CODES[code] for name, code in FOLDERS.items()} | {"Contempt": "contempt"}
 
 
 def fmpn_folds(folder: Path) -> pd.DataFrame:
@@ -43,7 +46,7 @@ def ckplus_fmpn(ref: Path) -> pd.DataFrame:
     table = fmpn_folds(ref / "fmpn/CKPlus")
     codes = pd.read_csv(ref / "fmpn/CKPlus/emotion_labels.csv", dtype={"sequence": str})
     code = dict(zip(codes["sequence"], codes["label"].astype(int), strict=True))
-    table["label"] = [label_of("ckplus", code[s[:8]]) for s in table["sample_id"]]
+    table["label"] = [CKPLUS_CODES[code[s[:8]]] for s in table["sample_id"]]
     return table
 
 
@@ -110,7 +113,7 @@ def build(ref: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    default = Path(os.environ.get("FER_PREP_SHARED", Path(__file__).parents[2] / "shared"))
+    default = Path(os.environ.get("FER_PREP_SHARED", Path(__file__).resolve().parents[2] / "shared"))
     reference = Path(sys.argv[1]) if len(sys.argv) > 1 else default / "reference"
     for path in build(reference):
         print(path)

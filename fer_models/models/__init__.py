@@ -8,32 +8,43 @@
 | `landmark-aux` | classifier + 68-point landmark head, SCN weighting | Landmark-Driven FER |
 
 Each class holds its defaults (`defaults`: size, lr, epochs, batch size); keyword arguments of
-None are dropped, so a CLI option left unset never overrides a model's own default.
+None are dropped, so a CLI option left unset never overrides a model's own default. Entries are
+"module:Class" strings, imported when a model is made: listing them (`fer-train --help`) imports
+no torch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from fer_models.models.base import FERModel
-from fer_models.models.fan import FrameAttentionNetwork
-from fer_models.models.fmpn import FMPN
-from fer_models.models.landmark_aux import LandmarkAux
-from fer_models.models.resnet import ResNetClassifier
 from fer_prep.registry import Registry
 
-MODELS: Registry[type[FERModel]] = Registry("model")
-MODELS.add("resnet18", ResNetClassifier)
-MODELS.add("fan", FrameAttentionNetwork)
-MODELS.add("fmpn", FMPN)
-MODELS.add("landmark-aux", LandmarkAux)
+if TYPE_CHECKING:
+    from fer_models.models.base import FERModel
+
+MODELS: Registry[str] = Registry("model")
+MODELS.add("resnet18", "fer_models.models.resnet:ResNetClassifier")
+MODELS.add("fan", "fer_models.models.fan:FrameAttentionNetwork")
+MODELS.add("fmpn", "fer_models.models.fmpn:FMPN")
+MODELS.add("landmark-aux", "fer_models.models.landmark_aux:LandmarkAux")
+
+#: the torchvision trunks every model can take (`backbone=`), and fan's attention types
+BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50")
+AT_TYPES = ("self", "relation")
 
 
 def list_models() -> list[str]:
     return MODELS.names()
 
 
+def model_class(name: str) -> type[FERModel]:
+    """The class registered as `name`, imported now; UnknownName listing the valid names."""
+    module, cls = MODELS.get(name).split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def create_model(name: str, num_classes: int, **kwargs: Any) -> FERModel:
-    """The model registered as `name`; KeyError listing the valid names for an unknown one."""
-    return MODELS.get(name)(num_classes=num_classes,
-                            **{k: v for k, v in kwargs.items() if v is not None})
+    """The model registered as `name`; UnknownName listing the valid names for an unknown one."""
+    return model_class(name)(num_classes=num_classes,
+                             **{k: v for k, v in kwargs.items() if v is not None})

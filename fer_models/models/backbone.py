@@ -16,11 +16,12 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from fer_models.models import BACKBONE_NAMES
 from fer_prep.registry import Registry
 
 #: name → constructor of a torchvision classifier whose `fc` is replaced by the identity
 BACKBONES: Registry[Callable[[], nn.Module]] = Registry("backbone")
-for _name in ("resnet18", "resnet34", "resnet50"):
+for _name in BACKBONE_NAMES:
     BACKBONES.add(_name, getattr(tvm, _name))
 
 IMAGENET = "imagenet"  # --pretrained value: torchvision's weights from its local cache

@@ -20,10 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fer_models.models import AT_TYPES
 from fer_models.models.backbone import create_backbone
 from fer_models.models.base import Batch, FERModel
-
-AT_TYPES = ("self", "relation")
 
 
 class FrameAttentionNetwork(FERModel):
