@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,22 +149,35 @@ def ready_record(folder: Path, remedy: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def stage_lock(folder: Path) -> Iterator[None]:
-    """Hold `folder`'s lock (`.<name>.lock` beside it, with the holder's pid) while a run writes.
+    """Hold `folder`'s lock (an advisory flock on the folder itself) while a run writes it.
 
-    A second run on the same folder stops at once with `LockedError` naming the holder. The
-    kernel releases the lock when its holder dies, so a killed run never leaves it behind.
+    A second run on the same folder stops at once with `LockedError` naming the holder's pid.
+    The kernel releases the lock when its holder dies, so a killed run never leaves it behind,
+    and taking it writes nothing (a no-op re-run leaves every mtime as it was).
     """
-    path = folder.parent / f".{folder.name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise LockedError(f"{folder} is being written by another fer-prep run ({holder}); "
-                              "wait for it to finish, or stop it") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}".encode(), 0)
+            raise LockedError(f"{folder} is being written by another fer-prep run "
+                              f"({_holder(os.fstat(fd).st_ino)}); wait for it to finish, or "
+                              "stop it") from None
         yield
     finally:
         os.close(fd)
+
+
+def _holder(inode: int) -> str:
+    """The process holding a flock on `inode`, from Linux's /proc/locks."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+                pid = fields[4]
+                with contextlib.suppress(OSError):
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    command = " ".join(a.decode(errors="replace") for a in argv if a)
+                    return f"pid {pid}: {command[:120]}"
+                return f"pid {pid}"
+    return "another process"

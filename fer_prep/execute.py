@@ -228,7 +228,7 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     counts = {str(k): int(v) for k, v in manifest["status"].value_counts().sort_index().items()}
     output_fp = digest([fp, input_fp])
     extra = {} if reduced is None else reduced.record
-    new_record = {**base, **extra, "complete": True, "counts": counts, "key": key,
+    new_record = {**base, **extra, "complete": True, "stale": False, "counts": counts, "key": key,
                   "input_fingerprint": input_fp, "output_fingerprint": output_fp,
                   "files": sorted(files), "files_key": files_key(folder)}
     write_record(folder, new_record)

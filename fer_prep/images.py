@@ -1,4 +1,8 @@
-"""Reading frames strictly and writing chips atomically."""
+"""Reading frames strictly and writing chips atomically.
+
+A corrupt file is reported once, as `UnreadableImage`: OpenCV's `[ WARN ]` lines are switched off
+for the process, and libpng's own "libpng error: …" (printed straight to fd 2) is muted.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ import cv2
 import numpy as np
 
 from fer_prep.cache import atomic_path
+from fer_prep.quiet import native_quiet, quiet_opencv
+
+quiet_opencv()
 
 
 class UnreadableImage(ValueError):
@@ -23,7 +30,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise UnreadableImage(f"{path}: cannot read the file ({exc.strerror})") from exc
     if data.size == 0:
         raise UnreadableImage(f"{path}: the file is empty")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    with native_quiet():
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise UnreadableImage(f"{path}: not a decodable image (corrupt, truncated or not an image)")
     if image.dtype == np.uint16:

@@ -6,7 +6,10 @@ FER_PREP_REQUIRE_SHARED=1.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,53 @@ def shared() -> Path:
             pytest.fail(f"{reason}, and FER_PREP_REQUIRE_SHARED=1")
         pytest.skip(reason)
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the shared data (through the `shared` fixture) `shared`, so
+    `-m "not shared"` selects exactly the tests that run anywhere."""
+    for item in items:
+        if "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared)
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded sample of every registered dataset, written once (no ../shared needed)."""
+    from fer_prep.datasets import get_dataset, list_datasets
+
+    out = tmp_path_factory.mktemp("samples")
+    for name in list_datasets():
+        get_dataset(name).write_sample(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ck_sample(samples: Path) -> Path:
+    return samples / "ckplus"
+
+
+@pytest.fixture(scope="session")
+def afew_sample(samples: Path) -> Path:
+    return samples / "afew"
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str, read_only: bool = False) -> Iterator[Path]:
+    """A real tmpfs of `size` (e.g. "400k") mounted at `path` for the block (root only; skips
+    where mounting is not permitted)."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def remount(path: Path, size: str) -> None:
+    """Grow (or shrink) a tmpfs mounted by `tmpfs`: as if space were freed."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)

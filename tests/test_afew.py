@@ -13,9 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from fer_prep.cli import main
+from fer_prep.datasets.afew import read_afew
+from fer_prep.errors import InputError
 from fer_prep.faces.dlib import dlib_model
 from fer_prep.images import read_image
-from fer_prep.manifest import read_manifest
+from fer_prep.manifest import read_manifest, schema
+from fer_prep.runner import run
 
 ODD = "clip with spaces 'quotes' é"
 CLIPS = {  # split/class/name: source in data/media
@@ -48,8 +51,9 @@ def afew(shared: Path, tmp_path_factory) -> dict[str, Path]:
     (root / "Val_AFEW/Fear").mkdir()
     (root / "Val_AFEW/Fear/empty.avi").write_bytes(b"")
     work = tmp_path_factory.mktemp("work")
-    frames_out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work))
-    align_out = _cli("afew", "align", "--work", str(work))
+    frames_out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work),
+                      "--jobs", "2")
+    align_out = _cli("afew", "align", "--work", str(work), "--jobs", "2")
     return {"root": root, "work": work, "frames_out": frames_out, "align_out": align_out}
 
 
@@ -124,9 +128,9 @@ def _mtimes(folder: Path) -> dict[str, int]:
 def test_rerun_is_a_no_op_and_a_half_extracted_video_is_redone(afew) -> None:
     work, root = afew["work"], afew["root"]
     before = _mtimes(work)
-    out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work))
+    out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work), "--jobs", "2")
     assert "unchanged, skipped" in out
-    out = _cli("afew", "align", "--work", str(work))
+    out = _cli("afew", "align", "--work", str(work), "--jobs", "2")
     assert "unchanged, skipped" in out
     assert _mtimes(work) == before
 
@@ -136,7 +140,7 @@ def test_rerun_is_a_no_op_and_a_half_extracted_video_is_redone(afew) -> None:
     leftover = clip.with_name(".single_face.tmp-99999")
     leftover.mkdir()
     (leftover / "0000001.jpg").write_bytes(b"half")
-    out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work))
+    out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work), "--jobs", "2")
     assert "1 computed" in out and not leftover.exists()
     assert len(list(clip.glob("*.jpg"))) == 72
 
@@ -144,7 +148,8 @@ def test_rerun_is_a_no_op_and_a_half_extracted_video_is_redone(afew) -> None:
 def test_from_video_gives_the_same_rows(afew, tmp_path: Path) -> None:
     """Straight from the videos: the same frames, timestamps and statuses, and no frame files."""
     work = tmp_path / "work"
-    _cli("afew", "align", "--from-video", "--root", str(afew["root"]), "--work", str(work))
+    _cli("afew", "align", "--from-video", "--root", str(afew["root"]), "--work", str(work),
+         "--jobs", "2")
     direct = read_manifest(work / "afew/align")
     via_frames = read_manifest(afew["work"] / "afew/align")
     assert not (work / "afew/frames").exists()
@@ -160,7 +165,7 @@ def test_emotion_fan_preset_matches_the_seeds_chips(afew, tmp_path: Path) -> Non
     (root / "Train_AFEW/Neutral").mkdir(parents=True)
     shutil.copy(afew["root"] / "Train_AFEW/Neutral/single_face.mp4", root / "Train_AFEW/Neutral")
     work = tmp_path / "work"
-    _cli("afew", "video2frame", "--root", str(root), "--work", str(work))
+    _cli("afew", "video2frame", "--root", str(root), "--work", str(work), "--jobs", "1")
     _cli("afew", "align", "--work", str(work), "--preset", "emotion-fan", "--jobs", "1")
     manifest = read_manifest(work / "afew/align")
     assert (manifest.status == "ok").all()
@@ -181,17 +186,18 @@ def test_emotion_fan_preset_matches_the_seeds_chips(afew, tmp_path: Path) -> Non
 
 def test_smoothing_steadies_the_landmarks(afew, tmp_path: Path) -> None:
     """--smooth lowers frame-to-frame landmark jitter (second differences) on a real clip."""
-    from fer_prep.adapters.afew import read_afew
-    from fer_prep.stages.align import AlignParams
-    from fer_prep.stages.align_video import ClipParams, align_clips
-
-    clips = read_afew(afew["root"])
-    clips = clips[clips.sequence == "train_single_face"]
+    root = tmp_path / "afew"
+    (root / "Train_AFEW/Neutral").mkdir(parents=True)
+    shutil.copy(afew["root"] / "Train_AFEW/Neutral/single_face.mp4", root / "Train_AFEW/Neutral")
 
     def jitter(smooth: bool) -> float:
-        result = align_clips(clips, tmp_path / str(smooth), AlignParams(),
-                             ClipParams(smooth=smooth, from_video=True), jobs=1)
-        marks = np.stack(result.manifest.landmarks68.map(lambda v: np.asarray(v)).to_list())
+        result = run("afew", "align-video", tmp_path / str(smooth), root=root, from_video=True,
+                     smooth=smooth, jobs=1)
+        manifest = result.manifest
+        assert manifest.sequence.unique().tolist() == ["train_single_face"]
+        assert manifest.status.isin(["ok", "borrowed"]).all()  # every frame has landmarks
+        assert result.record["params"]["smooth"] is smooth
+        marks = np.stack(manifest.landmarks68.map(lambda v: np.asarray(v)).to_list())
         return float(np.abs(np.diff(marks, n=2, axis=0)).mean())
 
     raw, smooth = jitter(False), jitter(True)
@@ -201,13 +207,11 @@ def test_smoothing_steadies_the_landmarks(afew, tmp_path: Path) -> None:
 
 
 def test_adapter_reads_emotion_fan_folder_names_and_flags_unknown_classes(tmp_path: Path) -> None:
-    from fer_prep.adapters.afew import read_afew
-
     for rel in ["train_afew/Happy/000123.avi", "val_afew/Sad/000123.MP4",
                 "val_afew/Bored/000999.webm", "val_afew/Sad/notes.txt"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
-    table = read_afew(tmp_path).set_index("sample_id")
+    table = pd.DataFrame(read_afew(tmp_path)).set_index("sample_id")
     assert sorted(table.index) == ["train_000123", "val_000123", "val_000999"]  # split-keyed
     assert table.loc["train_000123", "label"] == "happiness"
     assert table.loc["val_000123", ["label", "label_code"]].tolist() == ["sadness", 5]
@@ -216,37 +220,47 @@ def test_adapter_reads_emotion_fan_folder_names_and_flags_unknown_classes(tmp_pa
 
 
 def test_manifests_follow_the_shipped_schemas(afew) -> None:
-    from manifests import schema
-
     for stage, name in (("frames", "frames"), ("align", "faces")):
         manifest = read_manifest(afew["work"] / "afew" / stage)
         table = schema(name)
-        assert set(manifest.columns) <= set(table.column), stage
-        assert set(table.loc[table.required == "yes", "column"]) <= set(manifest.columns), stage
+        assert set(manifest.columns) <= {c["column"] for c in table}, stage
+        required = {c["column"] for c in table if c["required"] == "yes"}
+        assert required and required <= set(manifest.columns), stage
 
 
 def test_two_clips_linking_one_video_are_two_clips(shared: Path, tmp_path: Path) -> None:
     """Symbolic links are clips of their own (AFEW copies linked into a layout are common)."""
-    from fer_prep.adapters.afew import read_afew
-    from fer_prep.stages.video2frame import FrameParams, video2frame
-
     video = (shared / "data/media/single_face.mp4").absolute()
     for name in ("a.mp4", "b.mp4"):
         link = tmp_path / "afew/Train_AFEW/Happy" / name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(video)
-    result = video2frame(read_afew(tmp_path / "afew"), tmp_path / "work", FrameParams(), jobs=1)
+    result = run("afew", "video2frame", tmp_path / "work", root=tmp_path / "afew", jobs=1)
     per_clip = result.manifest.groupby("sequence").size().to_dict()
     assert per_clip == {"train_a": _decoded_count(video), "train_b": _decoded_count(video)}
 
 
-def test_a_source_listed_twice_is_an_error(shared: Path, tmp_path: Path) -> None:
-    from fer_prep.adapters.afew import read_afew
-    from fer_prep.stages.video2frame import FrameParams, video2frame
+def test_two_items_sharing_an_id_are_an_error(shared: Path, tmp_path: Path) -> None:
+    """One clip name twice in a split (under two classes, or as .mp4 and .avi) is one id for two
+    videos: the run stops before extracting anything, naming the id, on the API and the CLI."""
+    root = tmp_path / "afew"
+    for rel in ("Train_AFEW/Happy/clip.mp4", "Train_AFEW/Sad/clip.mp4",
+                "Val_AFEW/Sad/other.mp4", "Val_AFEW/Sad/other.avi"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / "data/media/single_face.mp4", root / rel)
+    ids = [item["sample_id"] for item in read_afew(root)]
+    assert sorted(ids) == ["train_clip", "train_clip", "val_other", "val_other"]
+    work = tmp_path / "work"
+    with pytest.raises(InputError, match=r"2 items share an id, e\.g\. (train_clip|val_other)"):
+        run("afew", "video2frame", work, root=root, jobs=1)
+    folder = work / "afew/frames"
+    assert not (folder / "manifest.parquet").exists()
+    assert not list(folder.rglob("*.jpg"))  # nothing was extracted
+    result = CliRunner().invoke(main, ["afew", "video2frame", "--root", str(root), "--work",
+                                       str(work), "--jobs", "1"])
+    assert result.exit_code == 1 and "Error: 2 items share an id" in result.output
 
-    (tmp_path / "afew/Train_AFEW/Happy").mkdir(parents=True)
-    shutil.copy(shared / "data/media/single_face.mp4", tmp_path / "afew/Train_AFEW/Happy")
-    videos = read_afew(tmp_path / "afew")
-    twice = pd.concat([videos, videos.assign(sample_id="train_other")], ignore_index=True)
-    with pytest.raises(ValueError, match="listed twice"):
-        video2frame(twice, tmp_path / "work", FrameParams(), jobs=1)
+    (root / "Train_AFEW/Sad/clip.mp4").unlink()  # one id per video again: the run goes
+    (root / "Val_AFEW/Sad/other.avi").unlink()
+    out = _cli("afew", "video2frame", "--root", str(root), "--work", str(work), "--jobs", "1")
+    assert "2 computed" in out

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 from click.testing import CliRunner
 
-from fer_prep.adapters.ckplus import read_ckplus
 from fer_prep.cli import main
+from fer_prep.datasets.ckplus import read_ckplus
 from fer_prep.manifest import read_manifest
 
 
@@ -86,6 +87,6 @@ def test_nested_zip_layout_is_found(shared: Path, tmp_path: Path) -> None:
     shutil.copytree(shared / "data/ckplus/Emotion/S052/001",
                     root / "Emotion_labels/Emotion/S052/001")
     (root / "Emotion_labels/Emotion/S052/001/.DS_Store").write_text("")
-    table = read_ckplus(root)
+    table = pd.DataFrame(read_ckplus(root))
     assert (table.status == "ok").all() and len(table) == 4
     assert (table[table.role == "peak"].label == "surprise").all()

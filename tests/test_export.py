@@ -19,17 +19,17 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from fer_prep.adapters.afew import read_afew
-from fer_prep.adapters.ckplus import read_ckplus
 from fer_prep.align import TEMPLATES
 from fer_prep.cache import read_record, write_record
 from fer_prep.cli import main
+from fer_prep.datasets import get_dataset
+from fer_prep.datasets.ckplus import CODES
+from fer_prep.errors import InputError
 from fer_prep.exports import EXPORTS, MARKER, export
+from fer_prep.exports.fmpn import seed_codes
 from fer_prep.exports.landmark_driven import chip_points
-from fer_prep.labels import CODES
-from fer_prep.stages.align import AlignParams, align
-from fer_prep.stages.align_video import ClipParams, align_clips
-from fer_prep.stages.folds import folds
+from fer_prep.manifest import read_manifest
+from fer_prep.runner import run
 
 EFAN_LIST = "txt/CK+_10-fold_sample_IDascendorder_step10.txt"
 #: Emotion-FAN basic_code/load.py cate2label
@@ -124,7 +124,8 @@ def landmark_driven_reads(image_path: str, label_path: str, width: int) -> list[
 # --- fixtures ----------------------------------------------------------------------------------
 
 def _folds_from_labels(shared: Path, work: Path, scheme: str):
-    return folds("ckplus", work, scheme=scheme, root=shared / "reference/ckplus_emotion_tree")
+    return run("ckplus", "folds", work, root=shared / "reference/ckplus_emotion_tree",
+               scheme=scheme)
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +144,10 @@ def ckplus_work(shared: Path, tmp_path_factory) -> Path:
     for frame in sorted((source / "cohn-kanade-images/S052/001").iterdir()):
         shutil.copy(frame, unlabelled / frame.name.replace("S052_001", "S052_009"))
     work = tmp_path_factory.mktemp("work")
-    align(read_ckplus(root, include_unlabelled=True), work, AlignParams(), jobs=2)
-    folds("ckplus", work, scheme="fmpn", k=K)
+    aligned = run("ckplus", "align", work, root=root, include_unlabelled=True, jobs=2)
+    assert aligned.record["params"]["backend"] == "mediapipe"  # the default preset's
+    assert aligned.counts.get("ok", 0) > 0
+    run("ckplus", "folds", work, scheme="fmpn", k=K)
     return work
 
 
@@ -156,7 +159,7 @@ def exported(ckplus_work: Path, tmp_path_factory) -> dict[str, tuple[Path, objec
 
 
 def _faces(work: Path) -> pd.DataFrame:
-    table = pd.read_parquet(work / "ckplus/folds/manifest.parquet")
+    table = read_manifest(work / "ckplus/folds")
     return table[table["status"] == "ok"]
 
 
@@ -328,20 +331,20 @@ def test_afew_export_reads_as_emotion_fan_reads_it(shared: Path, tmp_path: Path)
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(media / src, root / rel)
     work = tmp_path / "work"
-    align_clips(read_afew(root), work, AlignParams(), ClipParams(from_video=True, fps=4), jobs=2)
-    folds("afew", work, scheme="official")
+    run("afew", "align-video", work, root=root, from_video=True, fps=4, jobs=2)
+    run("afew", "folds", work, scheme="official")
     result = export("emotion-fan", "afew", work, tmp_path / "data")
     data = tmp_path / "data"
     train = emotion_fan_afew_reads(data / "face/train_afew", data / "txt/afew_train.txt")
     val = emotion_fan_afew_reads(data / "face/val_afew", data / "txt/afew_eval.txt")
     assert (data / "txt/afew_train.txt").read_text() == "Neutral/single_face Neutral\n"
     assert (data / "txt/afew_eval.txt").read_text() == "Sad/face_noface Sad\n"
-    rows = pd.read_parquet(work / "afew/folds/manifest.parquet")
+    rows = read_manifest(work / "afew/folds")
     ok = rows[rows["status"] == "ok"]
     assert len(train) == (ok["sequence"] == "train_single_face").sum()
     assert len(val) == (ok["sequence"] == "val_face_noface").sum() > 0
     assert {c for _, c in train} == {5} and {c for _, c in val} == {4}  # Neutral, Sad
-    assert Path(train[0][0]).name == "0000001.png"
+    assert Path(train[0][0]).name == "0000001.jpg"  # the default preset's video chips: JPEG
     assert any("val_clip with spaces" in m for m in result.skipped)
 
 
@@ -369,17 +372,18 @@ def test_out_with_other_files_is_refused_unless_forced(shared: Path, tmp_path: P
     out = tmp_path / "CKPlus"
     out.mkdir()
     (out / "bbox_landmark_mtcnn.pkl").write_bytes(b"the user's")
-    with pytest.raises(FileExistsError, match=r"bbox_landmark_mtcnn\.pkl"):
+    with pytest.raises(InputError, match=r"bbox_landmark_mtcnn\.pkl"):
         export("fmpn", "ckplus", work, out)
     assert sorted(os.listdir(out)) == ["bbox_landmark_mtcnn.pkl"]  # nothing written
     export("fmpn", "ckplus", work, out, force=True)
     assert (out / "bbox_landmark_mtcnn.pkl").read_bytes() == b"the user's"
     assert (out / "train_ids_9.csv").is_file() and (out / MARKER).is_file()
 
-    with pytest.raises(FileExistsError):  # still the user's file beside ours
+    with pytest.raises(InputError):  # still the user's file beside ours
         export("fmpn", "ckplus", work, out)
 
-    folds("ckplus", work, scheme="fmpn", k=5, root=shared / "reference/ckplus_emotion_tree")
+    run("ckplus", "folds", work, root=shared / "reference/ckplus_emotion_tree", scheme="fmpn",
+        k=5)
     export("fmpn", "ckplus", work, out, force=True)  # our stale lists go, the user's file stays
     assert not (out / "train_ids_9.csv").exists() and (out / "train_ids_4.csv").is_file()
     assert (out / "bbox_landmark_mtcnn.pkl").read_bytes() == b"the user's"
@@ -390,7 +394,7 @@ def test_an_earlier_export_is_replaced_without_force(shared: Path, tmp_path: Pat
     work = tmp_path / "work"
     _folds_from_labels(shared, work, "emotion-fan")
     export("emotion-fan", "ckplus", work, tmp_path / "out")
-    with pytest.raises(FileExistsError):  # another format's export is not ours to replace
+    with pytest.raises(InputError):  # another format's export is not ours to replace
         export("fmpn", "ckplus", work, tmp_path / "out")
     record = read_record(work / "ckplus/folds")
     write_record(work / "ckplus/folds", {**record, "stale": True})  # as a re-run align leaves it
@@ -411,7 +415,9 @@ def test_cli_export_prints_a_summary_and_checks_its_options(shared: Path, tmp_pa
     assert result.exit_code == 0, result.output
     assert "export emotion-fan ckplus: 327 sequences listed; 0 skipped" in result.output
     result = runner.invoke(main, ["export", "fmpn", "--size", "48", *args, "--force"])
-    assert result.exit_code == 2 and "--size applies to landmark-driven only" in result.output
+    # a usage mistake is a one-line error, exit 1, as every user mistake (2 is kept for bugs)
+    assert result.exit_code == 1 and "Error: --size applies to landmark-driven only" in \
+        result.output and "Traceback" not in result.output
     result = runner.invoke(main, ["export", "imagefolder", *args, "--force"])
     assert result.exit_code == 1 and "needs faces" in result.output
     result = runner.invoke(main, ["export", "fmpn", "--dataset", "afew", "--work", str(work),
@@ -431,6 +437,8 @@ def test_every_export_records_what_it_wrote(exported, name: str) -> None:
 
 
 def test_fmpn_codes_are_ckplus_own() -> None:
-    from fer_prep.exports.fmpn import SEED_CODES
-
-    assert {v: k for k, v in SEED_CODES["ckplus"].items()} == CODES["ckplus"]
+    """FMPN's pickle codes (mask class + 1) are CK+'s own Emotion codes, neutral (0) aside."""
+    codes = seed_codes(get_dataset("ckplus"))
+    assert {v: k for k, v in codes.items()} == {c: label for c, label in CODES.items() if c}
+    with pytest.raises(InputError, match="no FMPN class order"):
+        seed_codes(get_dataset("afew"))

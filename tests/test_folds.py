@@ -4,6 +4,8 @@ guarantees, split files (shipped and the user's), bad input, and the cache."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -11,17 +13,47 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import manifests
-from fer_prep.adapters.afew import read_afew
-from fer_prep.adapters.ckplus import read_ckplus, read_ckplus_labels
+from fer_prep import splits
+from fer_prep.cache import read_record
 from fer_prep.cli import main
-from fer_prep.folds import SCHEMES, FoldError, Options, assign
+from fer_prep.datasets import Dataset, get_dataset
+from fer_prep.datasets.afew import read_afew
+from fer_prep.datasets.ckplus import read_ckplus, read_ckplus_labels
+from fer_prep.errors import FoldError, InputError, OptionError, StageNotReady
+from fer_prep.folds import SCHEMES, Options, assign
+from fer_prep.manifest import read_manifest
+from fer_prep.runner import run
 from fer_prep.sample import write_afew_sample
-from fer_prep.stages.align import AlignParams, align
-from fer_prep.stages.folds import COLUMNS, LIST_COLUMNS, folds, read_folds
-from manifests.build import SPLITS
+from fer_prep.stages.folds import COLUMNS, LIST_COLUMNS
 
 K = 10
+REPO = Path(__file__).resolve().parents[1]
+CKPLUS = get_dataset("ckplus")
+
+
+def _build_script():
+    """manifests/build.py, a development script rather than a module."""
+    spec = importlib.util.spec_from_file_location("build", REPO / "manifests/build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SPLITS = _build_script().SPLITS
+
+
+def folds(work: Path, **options):
+    """The folds stage of CK+ under `work` (the runner, as `fer-prep folds` calls it)."""
+    return run("ckplus", "folds", work, **options)
+
+
+class MMI(Dataset):
+    """MMI has no dataset reader yet: the facts a fold scheme asks of one."""
+
+    name = "mmi"
+    title = "MMI (for the fold rule only)"
+    kind = "sequences"
+    codes = {}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +64,7 @@ def tree(shared: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def ck_rows(tree: Path) -> pd.DataFrame:
-    return read_ckplus_labels(tree)
+    return pd.DataFrame(read_ckplus_labels(tree))
 
 
 def _part(folder: Path, fold: int, part: str) -> pd.DataFrame:
@@ -58,8 +90,9 @@ def _emotion_fan_reference(shared: Path) -> dict[int, dict[str, str]]:
 
 
 def test_label_tree_gives_the_rows_read_ckplus_gives(shared: Path, ck_rows) -> None:
-    with_images = read_ckplus(shared / "data/ckplus")
-    labels_only = read_ckplus_labels(shared / "data/ckplus")
+    with_images = pd.DataFrame(read_ckplus(shared / "data/ckplus"))
+    labels_only = pd.DataFrame(read_ckplus_labels(shared / "data/ckplus"))
+    assert len(with_images) == 18 * 4  # the 18 shared sequences, first and last three frames
     same = [c for c in with_images.columns if c != "source_path"]
     pd.testing.assert_frame_equal(with_images[same], labels_only[same])
     assert (labels_only["source_path"] == "").all()
@@ -68,9 +101,9 @@ def test_label_tree_gives_the_rows_read_ckplus_gives(shared: Path, ck_rows) -> N
 
 
 def test_fmpn_reproduces_the_published_ckplus_folds(tree: Path, shared: Path, tmp_path) -> None:
-    result = folds("ckplus", tmp_path, scheme="fmpn", root=tree)
+    result = folds(tmp_path, scheme="fmpn", root=tree)
     ref = shared / "reference/fmpn/CKPlus"
-    assert result.n_folds == K
+    assert result.record["n_folds"] == K
     for k in range(K):
         for part in ("train", "test"):
             names = set(_part(result.folder, k, part)["sample_id"] + ".png")
@@ -82,7 +115,7 @@ def test_fmpn_reproduces_the_published_ckplus_folds(tree: Path, shared: Path, tm
 
 
 def test_emotion_fan_reproduces_the_published_ckplus_list(tree, shared: Path, tmp_path) -> None:
-    result = folds("ckplus", tmp_path, scheme="emotion-fan", root=tree)
+    result = folds(tmp_path, scheme="emotion-fan", root=tree)
     words = {"anger": "Angry", "contempt": "Contempt", "disgust": "Disgust", "fear": "Fear",
              "happiness": "Happy", "sadness": "Sad", "surprise": "Surprise"}
     for k, listed in _emotion_fan_reference(shared).items():
@@ -97,14 +130,14 @@ def test_emotion_fan_reproduces_the_published_ckplus_list(tree, shared: Path, tm
 
 
 def test_fmpn_rule_gives_the_published_mmi_folds(shared: Path) -> None:
-    """No MMI adapter yet: the rows are the frames FMPN lists, the folds are recomputed."""
+    """No MMI reader yet: the rows are the frames FMPN lists, the folds are recomputed."""
     ref = shared / "reference/fmpn/MMI"
     published = {name.removesuffix(".png"): k for k in range(K)
                  for name in _lines(ref / f"test_ids_{k}.csv")}
     rows = pd.DataFrame({"sample_id": sorted(published)})
     rows = rows.assign(subject=rows["sample_id"].str[:4], sequence=rows["sample_id"].str[:8],
                        role="peak", label="some", status="ok", message="")
-    placed = assign(rows, "fmpn", Options("mmi"))
+    placed = assign(rows, "fmpn", Options(MMI()))
     assert dict(zip(placed["sample_id"], placed["fold"], strict=True)) == published
     sizes = placed.groupby("fold")["subject"].nunique().tolist()
     assert sizes == [3, 3, 3, 3, 3, 4, 3, 3, 3, 3]  # why plain array_split cannot be the rule
@@ -114,31 +147,31 @@ def test_fmpn_rule_gives_the_published_mmi_folds(shared: Path) -> None:
 def test_shipped_splits_are_what_the_build_script_makes(name: str, shared: Path) -> None:
     made = SPLITS[name][0](shared / "reference")
     made = made.sort_values(made.columns[0]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(manifests.load_split(name), made, check_dtype=False)
+    pd.testing.assert_frame_equal(splits.load_split(name), made, check_dtype=False)
 
 
 def test_shipped_splits_hold_the_published_items(shared: Path) -> None:
     ref = shared / "reference"
-    ck = manifests.load_split("ckplus-fmpn-10fold-v1")
+    ck = splits.load_split("ckplus-fmpn-10fold-v1")
     for k in range(K):
         names = set(ck.loc[ck["fold"] == k, "sample_id"] + ".png")
         assert names == _lines(ref / f"fmpn/CKPlus/test_ids_{k}.csv")
-    mmi = manifests.load_split("mmi-fmpn-10fold-v1")
+    mmi = splits.load_split("mmi-fmpn-10fold-v1")
     assert set(mmi["sample_id"] + ".png") == _lines(ref / "fmpn/MMI/train_ids_0.csv") | _lines(
         ref / "fmpn/MMI/test_ids_0.csv")
-    ef = manifests.load_split("ckplus-emotion-fan-10fold-v1")
+    ef = splits.load_split("ckplus-emotion-fan-10fold-v1")
     for k, listed in _emotion_fan_reference(shared).items():
         assert set(ef.loc[ef["fold"] == k, "sequence"].str.replace("_", "/")) == set(listed)
-    afew = manifests.load_split("afew-emotion-fan-v1")
+    afew = splits.load_split("afew-emotion-fan-v1")
     val = afew[afew["fold"] == 0]
     assert len(afew) == 771 + 381 and len(val) == 381
     assert val["sequence"].str.startswith("val_").all()
     assert "val_000633000" in set(val["sequence"])  # leading zeros kept: ids are text
-    assert manifests.list_splits() == sorted(SPLITS)
+    assert splits.list_splits() == sorted(SPLITS)
 
 
 def test_subject_kfold_keeps_subjects_apart_and_classes_in_every_fold(ck_rows) -> None:
-    placed = assign(ck_rows, "subject-kfold", Options("ckplus", k=K, seed=3))
+    placed = assign(ck_rows, "subject-kfold", Options(CKPLUS, k=K, seed=3))
     ok = placed[placed["status"] == "ok"]
     assert len(ok) == len(ck_rows)  # every labelled row is used
     assert ok.groupby("subject")["fold"].nunique().max() == 1
@@ -153,7 +186,7 @@ def test_subject_kfold_keeps_subjects_apart_and_classes_in_every_fold(ck_rows) -
 
 def test_subject_kfold_is_seeded_and_deterministic(ck_rows) -> None:
     def by_subject(rows: pd.DataFrame, seed: int) -> dict[str, int]:
-        placed = assign(rows, "subject-kfold", Options("ckplus", seed=seed))
+        placed = assign(rows, "subject-kfold", Options(CKPLUS, seed=seed))
         return dict(zip(placed["subject"], placed["fold"], strict=True))
 
     first = by_subject(ck_rows, 0)
@@ -164,7 +197,7 @@ def test_subject_kfold_is_seeded_and_deterministic(ck_rows) -> None:
 
 @pytest.mark.parametrize("name", SCHEMES.names())
 def test_every_scheme_keeps_the_contract(name: str, ck_rows) -> None:
-    opts = Options("ckplus", split=manifests.load_split("ckplus-fmpn-10fold-v1"),
+    opts = Options(CKPLUS, split=splits.load_split("ckplus-fmpn-10fold-v1"),
                    split_name="ckplus-fmpn-10fold-v1")
     if name == "official":
         with pytest.raises(FoldError, match="ckplus has no official split"):
@@ -185,20 +218,22 @@ def test_a_subject_in_train_and_test_is_an_error(ck_rows, tree, tmp_path: Path) 
     split = tmp_path / "leaky.csv"
     split.write_text(f"sequence,fold\n{first},0\n{second},1\n")
     with pytest.raises(FoldError, match=f"subject {subject} has rows in folds \\[0, 1\\]"):
-        folds("ckplus", tmp_path, scheme="file", split_file=split, root=tree)
-    assert not (tmp_path / "ckplus/folds").exists()  # refused before anything is written
+        folds(tmp_path, scheme="file", split=str(split), root=tree)
+    stage = tmp_path / "ckplus/folds"  # refused before any result is written
+    assert not (stage / "manifest.parquet").exists() and not list(stage.glob("fold_*"))
+    assert not (read_record(stage) or {}).get("complete")  # nothing downstream can read it
 
 
 def test_file_scheme_with_a_shipped_split(tree: Path, tmp_path: Path) -> None:
-    result = folds("ckplus", tmp_path, scheme="file", split_file="ckplus-emotion-fan-10fold-v1",
-                   root=tree)
-    split = manifests.load_split("ckplus-emotion-fan-10fold-v1")
+    result = folds(tmp_path, scheme="file", split="ckplus-emotion-fan-10fold-v1", root=tree)
+    split = splits.load_split("ckplus-emotion-fan-10fold-v1")
     fold_of = dict(zip(split["sequence"], split["fold"], strict=True))
     table = result.manifest
     assert (table["status"] == "ok").all()  # sequence keys: neutral frames come along
     assert (table["fold"] == table["sequence"].map(fold_of)).all()
-    assert result.n_folds == K
-    assert read_folds(tmp_path, "ckplus")["fold"].tolist() == table["fold"].tolist()
+    assert result.record["n_folds"] == K
+    assert result.record["params"]["split"] == "ckplus-emotion-fan-10fold-v1"
+    assert read_manifest(tmp_path / "ckplus/folds")["fold"].tolist() == table["fold"].tolist()
 
 
 def test_file_scheme_with_a_users_split(tree: Path, tmp_path: Path) -> None:
@@ -206,13 +241,14 @@ def test_file_scheme_with_a_users_split(tree: Path, tmp_path: Path) -> None:
     split.write_text("# two subjects tested, one always trained on\n"
                      "sequence,fold,label\nS005_001,0,disgust\nS010_001,1,\nS010_002,1,\n"
                      "S011_001,-1,\n")
-    result = folds("ckplus", tmp_path / "work", split_file=split, scheme="file", root=tree)
+    result = folds(tmp_path / "work", split=str(split), scheme="file", root=tree)
     table = result.manifest.set_index("sample_id")
     assert table.loc["S005_001_00000009", "fold"] == 0
     assert table.loc["S011_001_00000001", "fold"] == -1
     assert table.loc["S011_001_00000001", "status"] == "ok"
     other = table.loc["S014_001_00000001"]
-    assert other["status"] == "excluded" and other["message"] == f"not in the split {split}"
+    assert other["status"] == "excluded"
+    assert other["message"] == f"not in the split {split.resolve()}"
     train1 = _part(result.folder, 1, "train")
     assert set(train1["sequence"]) == {"S005_001", "S011_001"}  # −1 rows train in every fold
     assert list(train1.columns) == list(LIST_COLUMNS)
@@ -220,7 +256,20 @@ def test_file_scheme_with_a_users_split(tree: Path, tmp_path: Path) -> None:
 
     split.write_text("sequence,fold,label\nS005_001,0,happiness\n")
     with pytest.raises(FoldError, match="S005_001 is happiness there but disgust"):
-        folds("ckplus", tmp_path / "work", split_file=split, scheme="file", root=tree)
+        folds(tmp_path / "work", split=str(split), scheme="file", root=tree)
+
+
+def test_a_split_file_with_fewer_folds_leaves_no_old_fold(tree: Path, tmp_path: Path) -> None:
+    split = tmp_path / "mine.csv"
+    split.write_text("sequence,fold\nS005_001,0\nS010_002,1\nS011_001,2\n")
+    first = folds(tmp_path / "work", split=str(split), root=tree)
+    assert sorted(p.name for p in first.folder.glob("fold_*")) == ["fold_0", "fold_1", "fold_2"]
+    split.write_text("sequence,fold\nS005_001,0\nS010_002,1\n")  # same path, new content
+    again = folds(tmp_path / "work", split=str(split), root=tree)
+    assert not again.skipped and again.record["n_folds"] == 2
+    assert sorted(p.name for p in again.folder.glob("fold_*")) == ["fold_0", "fold_1"]
+    test1 = _part(again.folder, 1, "test")
+    assert set(test1["sequence"]) == {"S010_002"}
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -233,36 +282,60 @@ def test_file_scheme_with_a_users_split(tree: Path, tmp_path: Path) -> None:
 def test_a_malformed_split_file_is_named(text: str, problem: str, tree, tmp_path) -> None:
     split = tmp_path / "bad.csv"
     split.write_text(text)
-    with pytest.raises(manifests.SplitFileError, match=problem) as info:
-        folds("ckplus", tmp_path, split_file=split, scheme="file", root=tree)
-    assert str(split) in str(info.value)
+    with pytest.raises(splits.SplitFileError, match=problem) as info:
+        folds(tmp_path, split=str(split), scheme="file", root=tree)
+    assert isinstance(info.value, InputError) and str(split) in str(info.value)
     out = CliRunner().invoke(main, ["folds", "--dataset", "ckplus", "--root", str(tree),
                                     "--work", str(tmp_path), "--split", str(split)])
     assert out.exit_code == 1 and str(split) in out.output and "Traceback" not in out.output
 
 
 def test_bad_names_and_missing_input_are_clear_errors(tree: Path, tmp_path: Path) -> None:
-    with pytest.raises(KeyError, match="subject-kfold"):
-        folds("ckplus", tmp_path, scheme="no-such-scheme", root=tree)
-    with pytest.raises(FileNotFoundError, match="ckplus-fmpn-10fold-v1"):
-        folds("ckplus", tmp_path, scheme="file", split_file="no-such-split", root=tree)
-    with pytest.raises(FileNotFoundError, match=r"align/manifest.parquet.*ckplus align"):
-        folds("ckplus", tmp_path)
+    with pytest.raises(OptionError, match="subject-kfold"):
+        folds(tmp_path, scheme="no-such-scheme", root=tree)
+    with pytest.raises(InputError, match=r"no-such-split.*ckplus-fmpn-10fold-v1"):
+        folds(tmp_path, scheme="file", split="no-such-split", root=tree)
+    with pytest.raises(InputError, match="a split file goes with scheme 'file'"):
+        folds(tmp_path, scheme="file", root=tree)
+    with pytest.raises(StageNotReady, match=r"ckplus/align: the align stage has not completed; "
+                       r"run `fer-prep ckplus align` first"):
+        folds(tmp_path)
     with pytest.raises(FoldError, match="118 subjects cannot fill 200 folds"):
-        folds("ckplus", tmp_path, scheme="emotion-fan", k=200, root=tree)
+        folds(tmp_path, scheme="emotion-fan", k=200, root=tree)
     with pytest.raises(FoldError, match="can use none of the 1308 ckplus rows"):
-        folds("ckplus", tmp_path, split_file="afew-emotion-fan-v1", scheme="file", root=tree)
+        folds(tmp_path, split="afew-emotion-fan-v1", scheme="file", root=tree)
     out = CliRunner().invoke(main, ["folds", "--dataset", "afew", "--work", str(tmp_path)])
-    assert out.exit_code == 1 and "afew/align/manifest.parquet" in out.output
+    assert out.exit_code == 1 and "afew/align" in out.output
+    assert "`fer-prep afew align`" in out.output and "Traceback" not in out.output
+
+
+def _error_lines(out) -> list[str]:
+    return [line for line in out.output.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["--split", "no-such-split"], "no-such-split: neither a split file nor a shipped split"),
+    (["--scheme", "file"], "a split file goes with scheme 'file', and only with it"),
+])
+def test_the_folds_command_says_one_error_line(args: list[str], problem: str, tree: Path,
+                                               tmp_path: Path) -> None:
+    out = CliRunner().invoke(main, ["folds", "--dataset", "ckplus", "--root", str(tree),
+                                    "--work", str(tmp_path), *args])
+    assert out.exit_code == 1, out.output
+    (line,) = _error_lines(out)  # one line, no traceback
+    assert line.startswith(f"Error: {problem}"), line
+    if "--split" in args:  # it names the splits there are
+        assert all(name in line for name in splits.list_splits())
+    assert not (tmp_path / "ckplus/folds/manifest.parquet").exists()
 
 
 def test_afew_official_split_and_no_subjects(tmp_path: Path) -> None:
-    rows = read_afew(write_afew_sample(tmp_path))  # real adapter rows: Train_AFEW and Val_AFEW
-    placed = assign(rows, "official", Options("afew"))
+    rows = pd.DataFrame(read_afew(write_afew_sample(tmp_path)))  # Train_AFEW and Val_AFEW
+    placed = assign(rows, "official", Options(get_dataset("afew")))
     assert (placed["status"] == "ok").all()
     assert (placed["fold"] == placed["split"].map({"train": -1, "val": 0})).all()
     with pytest.raises(FoldError, match="no subject id"):
-        assign(rows, "subject-kfold", Options("afew"))
+        assign(rows, "subject-kfold", Options(get_dataset("afew")))
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -271,32 +344,31 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
 
 
 def test_rerun_writes_nothing_and_a_change_redoes(tree: Path, tmp_path: Path) -> None:
-    first = folds("ckplus", tmp_path, root=tree, seed=1)
+    first = folds(tmp_path, root=tree, seed=1)
     stage = first.folder
     before = _snapshot(stage)
     assert len([name for name in before if name.endswith(".csv")]) == 2 * K + 1
-    again = folds("ckplus", tmp_path, root=tree, seed=1)
-    assert again.skipped and _snapshot(stage) == before
+    again = folds(tmp_path, root=tree, seed=1)
+    assert again.skipped and again.computed == 0 and _snapshot(stage) == before
     pd.testing.assert_frame_equal(again.manifest, first.manifest)
 
     downstream = tmp_path / "ckplus/export"  # a later stage that read this one
     downstream.mkdir()
     (downstream / "stage.json").write_text('{"inputs": ["folds"], "complete": true}')
-    changed = folds("ckplus", tmp_path, root=tree, seed=2)
+    changed = folds(tmp_path, root=tree, seed=2)
     assert not changed.skipped and changed.manifest["fold"].tolist() != first.manifest[
         "fold"].tolist()
-    record = pd.read_json(stage / "stage.json", typ="series")
+    record = json.loads((stage / "stage.json").read_text())
     assert record["params"] == {"scheme": "subject-kfold", "k": K, "seed": 2, "split": None}
     assert record["n_folds"] == K and record["complete"]
-    assert pd.read_json(downstream / "stage.json", typ="series")["stale"]
+    assert json.loads((downstream / "stage.json").read_text())["stale"]
 
-    fewer = folds("ckplus", tmp_path, root=tree, scheme="emotion-fan", k=5)
+    fewer = folds(tmp_path, root=tree, scheme="emotion-fan", k=5)
     assert sorted(p.name for p in stage.glob("fold_*")) == [f"fold_{k}" for k in range(5)]
     after = _snapshot(stage)  # the seed cannot change emotion-fan: not a reason to redo
-    assert folds("ckplus", tmp_path, root=tree, scheme="emotion-fan", k=5, seed=9).skipped
-    assert _snapshot(stage) == after and fewer.n_folds == 5
-    assert not folds("ckplus", tmp_path, root=tree, scheme="emotion-fan", k=5,
-                     force=True).skipped
+    assert folds(tmp_path, root=tree, scheme="emotion-fan", k=5, seed=9).skipped
+    assert _snapshot(stage) == after and fewer.record["n_folds"] == 5
+    assert not folds(tmp_path, root=tree, scheme="emotion-fan", k=5, force=True).skipped
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +380,7 @@ def aligned_work(shared: Path, tmp_path_factory) -> Path:
     broken = sorted((root / "cohn-kanade-images/S052/001").glob("*.png"))[-1]
     broken.write_bytes(broken.read_bytes()[:3000])
     work = tmp_path_factory.mktemp("work")
-    align(read_ckplus(root), work, AlignParams(), jobs=2)
+    run("ckplus", "align", work, root=root, jobs=2)
     return work
 
 
@@ -316,7 +388,7 @@ def test_end_to_end_ckplus_faces_to_folds(aligned_work: Path) -> None:
     out = CliRunner().invoke(main, ["folds", "--dataset", "ckplus", "--work", str(aligned_work),
                                     "--k", "5"])
     assert out.exit_code == 0, out.output
-    table = read_folds(aligned_work, "ckplus")
+    table = read_manifest(aligned_work / "ckplus/folds")
     assert list(table.columns) == list(COLUMNS) and len(table) == 18 * 4
     broken = table[table["status"] == "excluded"]
     assert len(broken) == 1 and broken["message"].iloc[0].startswith("unreadable: ")
@@ -325,8 +397,8 @@ def test_end_to_end_ckplus_faces_to_folds(aligned_work: Path) -> None:
     align_dir = aligned_work / "ckplus/align"
     assert all((align_dir / p).is_file() for p in ok["face_path"])
 
-    result = folds("ckplus", aligned_work, scheme="file", split_file="ckplus-fmpn-10fold-v1")
-    split = manifests.load_split("ckplus-fmpn-10fold-v1").set_index("sample_id")["fold"]
+    result = folds(aligned_work, scheme="file", split="ckplus-fmpn-10fold-v1")
+    split = splits.load_split("ckplus-fmpn-10fold-v1").set_index("sample_id")["fold"]
     table = result.manifest
     ok = table[table["status"] == "ok"]
     assert len(ok) == 18 * 3 - 1  # peaks as published, minus the unreadable one

@@ -12,20 +12,19 @@ import pytest
 from click.testing import CliRunner
 from skimage.transform import PiecewiseAffineTransform, warp
 
-from fer_prep.adapters.ckplus import read_ckplus
 from fer_prep.align import DLIB_MEAN_FACE, transform_points
 from fer_prep.cli import main
+from fer_prep.datasets import get_dataset
+from fer_prep.errors import InputError, StageNotReady
 from fer_prep.exports import export
 from fer_prep.images import read_image
-from fer_prep.manifest import read_manifest
+from fer_prep.manifest import read_manifest, read_table, schema
 from fer_prep.motion import anchors, warp_onto
-from fer_prep.stages.align import AlignParams, align
-from fer_prep.stages.folds import read_folds
-from fer_prep.stages.masks import CLASS_ORDERS, masks
-from manifests import schema
+from fer_prep.runner import run
 
-CLASSES = CLASS_ORDERS["ckplus"]
+CLASSES = get_dataset("ckplus").class_orders["fmpn"]
 PADDING, SIDE = 0.11, 320  # the fmpn preset
+FMPN_SPLIT = "ckplus-fmpn-10fold-v1"  # FMPN's published CK+ folds
 
 
 def _cli(*args: str) -> str:
@@ -34,12 +33,23 @@ def _cli(*args: str) -> str:
     return result.output
 
 
+def masks(work: Path, **options):
+    """The masks stage of CK+ under `work` (the runner, as `fer-prep masks` calls it)."""
+    return run("ckplus", "masks", work, **options)
+
+
+def _diffs(folder: Path):
+    """The difference-map rows of a masks folder: one per peak face."""
+    return read_table(folder / "rows.parquet")
+
+
 @pytest.fixture(scope="module")
 def work(shared: Path, tmp_path_factory) -> Path:
     """CK+ aligned with the fmpn preset (dlib HOG), FMPN's folds, masks with per-sample maps."""
     work = tmp_path_factory.mktemp("work")
     _cli("ckplus", "align", "--root", str(shared / "data/ckplus"), "--preset", "fmpn",
          "--work", str(work), "--jobs", "2")
+    _cli("folds", "--dataset", "ckplus", "--work", str(work), "--split", FMPN_SPLIT)
     _cli("masks", "--dataset", "ckplus", "--work", str(work), "--folds", "fmpn", "--per-sample",
          "--jobs", "2")
     return work
@@ -61,7 +71,7 @@ def _snapshot(folder: Path) -> dict[str, int]:
 
 def test_a_mask_for_every_fold_and_class_present(work: Path, shared: Path) -> None:
     folder = work / "ckplus/masks"
-    folds = read_folds(work, "ckplus")
+    folds = read_manifest(work / "ckplus/folds")
     ok = folds[folds["status"] == "ok"]
     published = _published_fold(shared)
     assert (ok["fold"] == ok["subject"].map(published)).all()  # --folds fmpn: FMPN's own folds
@@ -82,16 +92,18 @@ def test_a_mask_for_every_fold_and_class_present(work: Path, shared: Path) -> No
     assert classes.loc[(4, 5), "status"] == "absent" and classes.loc[(3, 5), "status"] == "ok"
     record = json.loads((folder / "stage.json").read_text())
     assert record["classes"] == {str(i): c for i, c in enumerate(CLASSES)}
-    assert record["params"]["size"] == SIDE and record["params"]["warp"] == "similarity"
+    assert record["params"]["size"] is None  # not given: the chips' side, resolved below
+    assert record["finishing"] == {"size": SIDE, "blur": 1.5 * SIDE / 70, "equalize": True}
+    assert record["params"]["warp"] == "similarity" and record["params"]["folds"] == "fmpn"
+    assert record["n_folds"] == 10 and record["samples_used"] == 18 * 3
     assert record["align"] == {"backend": "dlib-hog", "template": "dlib-chip", "size": SIDE,
                                "padding": PADDING, "grey": True}
-    assert record["folds"]["split"] == "ckplus-fmpn-10fold-v1"
+    assert record["folds"]["split"] == FMPN_SPLIT and record["folds"]["scheme"] == "file"
     picture = read_image(folder / "panel.png")
     assert picture.shape[1] > 7 * 64 and picture.shape[0] > 10 * 64  # a cell per fold × class
     samples = table[table["kind"] == "sample"]
     assert len(samples) == 18 * 3 and all((folder / p).is_file() for p in samples["mask_path"])
-    documented = schema("masks")
-    assert list(table.columns) == list(documented["column"])
+    assert list(table.columns) == [c["column"] for c in schema("masks")]
 
 
 def _region(x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice]:
@@ -118,29 +130,33 @@ def test_masks_light_up_where_the_expression_moves(work: Path) -> None:
 
 def test_a_rerun_writes_nothing(work: Path) -> None:
     before = _snapshot(work)
-    result = masks("ckplus", work, folds="fmpn", per_sample=True, jobs=2)
-    assert result.skipped and result.written == 0 and result.diffs.skipped
+    result = masks(work, folds="fmpn", per_sample=True, jobs=2)
+    assert result.skipped and result.computed == 0 and result.reused == 0
     assert _snapshot(work) == before  # faces, folds, maps, masks: not one file rewritten
+    out = _cli("masks", "--dataset", "ckplus", "--work", str(work), "--folds", "fmpn",
+               "--per-sample", "--jobs", "2")
+    assert "unchanged, skipped" in out and _snapshot(work) == before
 
 
 def test_a_run_resumes_after_part_of_its_output_is_lost(work: Path, tmp_path: Path) -> None:
     copy = tmp_path / "work"
     shutil.copytree(work, copy)
     folder = copy / "ckplus/masks"
-    maps = sorted((folder / "diffs/maps").rglob("*.png"))[:10]
+    maps = sorted((folder / "diffs").rglob("*.png"))[:10]
     lost = [*maps, folder / "3/6.png", folder / "panel.png", folder / "samples/S074/001"]
     kept = {p: p.read_bytes() for p in folder.rglob("*.png")}
     shutil.rmtree(lost.pop())  # a sequence's per-sample maps
     for path in lost:
         path.unlink()
+    lost_names = {str(p.relative_to(folder)) for p in kept if not p.exists()}
+    assert len(lost_names) == 10 + 2 + 3  # maps, 3/6.png, the panel, S074_001's 3 samples
     before = _snapshot(folder)
-    result = masks("ckplus", copy, folds="fmpn", per_sample=True, jobs=2)
-    assert not result.skipped and result.diffs.computed == 10 and result.diffs.reused == 44
-    assert result.written == 5  # 3/6.png, the panel, S074_001's 3 per-sample maps
+    result = masks(copy, folds="fmpn", per_sample=True, jobs=2)
+    assert not result.skipped and result.computed == 10 and result.reused == 44
     assert {p: p.read_bytes() for p in folder.rglob("*.png")} == kept
     after = _snapshot(folder)
-    untouched = [p for p in before if p.endswith(".png") and not p.startswith("diffs/")]
-    assert all(after[p] == before[p] for p in untouched)  # only lost images were written
+    written = {p for p in after if p.endswith(".png") and before.get(p) != after[p]}
+    assert written == lost_names  # only lost images were written, every one of them
 
 
 def test_dense_warp_changes_the_masks_and_stays_finite(work: Path, tmp_path: Path) -> None:
@@ -148,9 +164,10 @@ def test_dense_warp_changes_the_masks_and_stays_finite(work: Path, tmp_path: Pat
     shutil.copytree(work, copy)
     similar = {p.relative_to(copy): read_image(p).astype(float)
                for p in (copy / "ckplus/masks").glob("[0-9]/*.png")}
-    result = masks("ckplus", copy, folds="fmpn", warp="dense", jobs=2)
-    assert not result.diffs.skipped and result.diffs.computed == 54
-    diffs = result.diffs.manifest
+    result = masks(copy, folds="fmpn", warp="dense", jobs=2)
+    assert not result.skipped and result.computed == 54 and result.reused == 0
+    diffs = _diffs(result.folder)
+    assert len(diffs) == 54
     assert (diffs["status"] == "ok").all() and np.isfinite(diffs["mean_diff"]).all()
     change = [np.abs(read_image(copy / rel).astype(float) - mask).mean()
               for rel, mask in similar.items()]
@@ -194,24 +211,27 @@ def test_the_fmpn_export_carries_the_masks(work: Path, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def broken_work(shared: Path, tmp_path_factory) -> tuple[Path, Path]:
-    """CK+ with S074_004's neutral frame truncated, aligned fast (MediaPipe, 96 px chips): its
-    neutral and peak faces, and its peak faces alone."""
+    """CK+ with S074_004's neutral frame truncated, aligned fast (MediaPipe, 96 px chips), and
+    FMPN's folds: its neutral and peak faces, and its peak faces alone."""
     root = tmp_path_factory.mktemp("ck")
     for part in ("cohn-kanade-images", "Emotion"):
         shutil.copytree(shared / "data/ckplus" / part, root / part)
     neutral = sorted((root / "cohn-kanade-images/S074/004").glob("*.png"))[0]
     neutral.write_bytes(neutral.read_bytes()[:2000])
     work = tmp_path_factory.mktemp("work")
-    params = AlignParams(template="dlib-chip", size=96, padding=PADDING, grey=True)
-    align(read_ckplus(root), work, params, jobs=2)
+    params = {"template": "dlib-chip", "size": 96, "padding": PADDING, "grey": True}
+    run("ckplus", "align", work, root=root, jobs=2, **params)
     peaks_only = tmp_path_factory.mktemp("peaks")
-    align(read_ckplus(root, frames="peak"), peaks_only, params, jobs=2)
+    run("ckplus", "align", peaks_only, root=root, jobs=2, frames="peak", **params)
+    for folder in (work, peaks_only):
+        run("ckplus", "folds", folder, split=FMPN_SPLIT)
     return work, peaks_only
 
 
 def test_a_sequence_without_its_neutral_face_is_skipped(broken_work) -> None:
-    result = masks("ckplus", broken_work[0], jobs=2)  # no folds yet: FMPN's
-    diffs = result.diffs.manifest
+    result = masks(broken_work[0], jobs=2)  # the folds as they stand: FMPN's
+    diffs = _diffs(result.folder)
+    assert len(diffs) == 18 * 3
     skipped = diffs[diffs["status"] != "ok"]
     assert sorted(skipped["sequence"]) == ["S074_004"] * 3
     assert (skipped["status"] == "no_neutral").all()
@@ -219,14 +239,58 @@ def test_a_sequence_without_its_neutral_face_is_skipped(broken_work) -> None:
     table = result.manifest
     assert (table["status"] == "ok").sum() == 59  # S074_004 was disgust, which 4 others show
     record = json.loads((result.folder / "stage.json").read_text())
-    assert record["counts"]["peaks_without_map"] == {"no_neutral": 3}
+    assert record["peaks_without_map"] == {"no_neutral": 3}
+    assert record["samples_used"] == 18 * 3 - 3 and record["finishing"]["size"] == 96
 
 
 def test_a_dataset_without_neutral_faces_is_a_clear_error(broken_work) -> None:
     peaks_only = broken_work[1]
-    with pytest.raises(ValueError, match=r"need a neutral and a peak face.*roles: peak"):
-        masks("ckplus", peaks_only)
+    with pytest.raises(InputError, match=r"need a neutral and a peak face.*roles: peak"):
+        masks(peaks_only)
     out = CliRunner().invoke(main, ["masks", "--dataset", "ckplus", "--work", str(peaks_only)])
-    assert out.exit_code != 0 and "neutral-peak" in out.output
+    assert out.exit_code == 1 and "neutral-peak" in out.output and "Traceback" not in out.output
+    assert not (peaks_only / "ckplus/masks/manifest.parquet").exists()
     out = CliRunner().invoke(main, ["masks", "--dataset", "afew", "--work", str(peaks_only)])
-    assert out.exit_code != 0 and "fer-prep afew align" in out.output
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert "stage masks does not apply to afew" in out.output  # AFEW has clips, no neutral frame
+
+
+def _fails(*args: str) -> str:
+    """The one `Error: …` line of a command that must fail as a user mistake (exit 1)."""
+    out = CliRunner().invoke(main, list(args))
+    assert out.exit_code == 1, out.output
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out.output
+    return lines[0]
+
+
+def test_masks_check_the_folds_and_name_the_command_that_makes_them(broken_work,
+                                                                      tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(broken_work[0], work)
+    shutil.rmtree(work / "ckplus/masks", ignore_errors=True)
+    shutil.rmtree(work / "ckplus/folds")
+    args = ("masks", "--dataset", "ckplus", "--work", str(work), "--jobs", "2")
+    with pytest.raises(StageNotReady, match=r"ckplus/folds: the folds stage has not completed; "
+                       r"run `fer-prep ckplus folds` first"):
+        masks(work, folds="fmpn")  # masks never make folds
+
+    remedy = f"run `fer-prep folds --dataset ckplus --split {FMPN_SPLIT}` first"
+    # subject-kfold, and FMPN's rule recomputed on this partial copy (other subject blocks than
+    # the published folds): neither is what --folds fmpn asks for
+    for scheme, made in (("subject-kfold", "subject-kfold"), ("fmpn", "fmpn")):
+        _cli("folds", "--dataset", "ckplus", "--work", str(work), "--scheme", scheme, "--k", "5")
+        line = _fails(*args, "--folds", "fmpn")
+        assert line == f"Error: the ckplus folds were made with {made}, not fmpn: {remedy}"
+        assert not (work / "ckplus/masks/manifest.parquet").exists()
+    unchecked = masks(work, jobs=2)  # without --folds: the folds as they stand
+    assert unchecked.record["n_folds"] == 5 and unchecked.record["folds"]["scheme"] == "fmpn"
+
+    _cli("folds", "--dataset", "ckplus", "--work", str(work), "--split", FMPN_SPLIT)
+    line = _fails(*args, "--folds", "emotion-fan")
+    assert "made with file ckplus-fmpn-10fold-v1, not emotion-fan" in line
+    assert "--split ckplus-emotion-fan-10fold-v1` first" in line
+    result = masks(work, folds="fmpn", jobs=2)  # the command it named makes them right
+    assert result.record["n_folds"] == 10 and result.record["folds"]["split"] == FMPN_SPLIT
+    assert result.computed == 0  # the difference maps did not depend on the folds
+    assert (result.manifest["status"] == "ok").sum() == 59

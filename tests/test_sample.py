@@ -150,10 +150,13 @@ def test_afew_layout(afew: Path) -> None:
 
 def test_afew_clips_decode(afew: Path) -> None:
     for rel, count in AFEW_EXPECTED.items():
-        frames, times = decode(afew / rel)
+        frames, decoding = decode(afew / rel)
+        assert decoding.result is None  # known only once every frame has been read
         shapes = [bgr.shape for _, bgr in frames]
         assert shapes == [(360, 480, 3)] * count, rel
-        assert times == pytest.approx([k / 25 for k in range(count)], abs=1e-3), rel
+        assert decoding.result is not None and decoding.result.problem == "", rel
+        assert decoding.result.times == pytest.approx([k / 25 for k in range(count)],
+                                                      abs=1e-3), rel
         cap = cv2.VideoCapture(str(afew / rel))
         try:
             assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25)

@@ -18,16 +18,15 @@ from torchvision import models as tvm
 from fer_models.cli import main
 from fer_models.data import ClipDataset, FaceDataset, augment, collate_clips, draw_crop
 from fer_models.inputs import InputError, masks_order, read_inputs, read_masks
-from fer_models.models import MODELS, create_model
+from fer_models.models import MODELS, create_model, model_class
 from fer_models.models.backbone import load_pretrained
 from fer_models.train import train
-from fer_prep.adapters.ckplus import read_ckplus
 from fer_prep.align import TEMPLATES
+from fer_prep.cache import read_record
+from fer_prep.errors import InputError as PrepInputError
 from fer_prep.images import read_image
 from fer_prep.labels import CANONICAL
-from fer_prep.stages.align import AlignParams, align
-from fer_prep.stages.folds import folds
-from fer_prep.stages.masks import masks
+from fer_prep.runner import run
 
 SIZE = 64  # input side for every test: small enough for two CPU cores
 MASK = 56  # the masks' side, unlike the input's, so FMPN must resample
@@ -48,9 +47,10 @@ FAST = {"epochs": 1, "size": SIZE, "batch_size": 8, "workers": 0, "progress": Fa
 def work(shared: Path, tmp_path_factory) -> Path:
     """Real faces, folds and masks of the 18 shared CK+ sequences."""
     work = tmp_path_factory.mktemp("train-work")
-    align(read_ckplus(shared / "data/ckplus"), work, AlignParams(), jobs=2)
-    folds("ckplus", work, k=K)
-    masks("ckplus", work, size=MASK, jobs=2)
+    run("ckplus", "align", work, root=shared / "data/ckplus", jobs=2)
+    run("ckplus", "folds", work, k=K)
+    run("ckplus", "masks", work, size=MASK, jobs=2)
+    assert read_record(work / "ckplus/masks")["finishing"]["size"] == MASK
     return work
 
 
@@ -62,7 +62,7 @@ def _batch(dataset, n: int, clips: bool = False) -> dict[str, torch.Tensor]:
 
 
 def _model_and_batch(work: Path, name: str, options: dict):
-    cls = MODELS.get(name)
+    cls = model_class(name)
     inputs = read_inputs("ckplus", work, masks_order(work, "ckplus") if cls.needs_masks else None)
     rows = inputs.part(0, "train")
     fold_masks = read_masks(inputs, 0) if cls.needs_masks else None
@@ -241,28 +241,30 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(work: Path) -> None:
 
 
 def test_missing_inputs_name_the_command_to_run(work: Path, tmp_path: Path) -> None:
-    def run(*args: str):
+    def cli(*args: str):
         return CliRunner().invoke(main, ["--dataset", "ckplus", "--quiet", *args])
 
-    result = run("--work", str(tmp_path / "empty"), "--model", "resnet18")
+    result = cli("--work", str(tmp_path / "empty"), "--model", "resnet18")
     assert result.exit_code == 1
     assert "align/manifest.parquet" in result.output and "fer-prep ckplus align" in result.output
+    with pytest.raises(PrepInputError, match="fer-prep ckplus align"):  # one error family
+        read_inputs("ckplus", tmp_path / "empty")
 
     only_faces = tmp_path / "faces"
     shutil.copytree(work / "ckplus/align", only_faces / "ckplus/align")
-    result = run("--work", str(only_faces), "--model", "resnet18")
+    result = cli("--work", str(only_faces), "--model", "resnet18")
     assert result.exit_code == 1 and "fer-prep folds --dataset ckplus" in result.output
 
     shutil.copytree(work / "ckplus/folds", only_faces / "ckplus/folds")
-    result = run("--work", str(only_faces), "--model", "fmpn")
+    result = cli("--work", str(only_faces), "--model", "fmpn")
     assert result.exit_code == 1 and "fer-prep masks --dataset ckplus" in result.output
 
-    result = run("--work", str(work), "--model", "resnet18", "--fold", str(K))
+    result = cli("--work", str(work), "--model", "resnet18", "--fold", str(K))
     assert result.exit_code == 1 and f"fold {K} out of range" in result.output
-    result = run("--work", str(work), "--model", "resnet18", "--fold", "first")
+    result = cli("--work", str(work), "--model", "resnet18", "--fold", "first")
     assert result.exit_code == 2 and "neither a fold number nor 'all'" in result.output
     if not torch.cuda.is_available():
-        result = run("--work", str(work), "--model", "resnet18", "--device", "cuda")
+        result = cli("--work", str(work), "--model", "resnet18", "--device", "cuda")
         assert result.exit_code == 1 and "no CUDA GPU" in result.output
     with pytest.raises(InputError, match="resnet18 takes no option at_type"):
         train("ckplus", work, "resnet18", 0, at_type="self", **FAST)

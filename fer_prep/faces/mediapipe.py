@@ -3,22 +3,25 @@
 Uses mediapipe 0.10.21's `solutions` API, whose `.tflite` models ship inside the wheel (nothing is
 downloaded). The mesh runs on a square crop around each detected box, so small and several faces
 work; its 478 points are kept and mapped to the 68-point scheme.
+
+MediaPipe's graphs log from their own threads (absl, TFLite) when they open their calculators,
+which `SolutionBase` starts without waiting, and on their first faces; so every native call runs
+inside `native_quiet`, each model is warmed up inside the window that builds it, and the video
+mesh is reset inside the window of its clip's first frame.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import mediapipe as mp
 import numpy as np
 
 from fer_prep.faces import Box, Face, FaceBackend, NoLandmarks, to_rgb
 from fer_prep.faces.mesh68 import mesh_to_68
-
-os.environ.setdefault("GLOG_minloglevel", "2")
-import mediapipe as mp
+from fer_prep.quiet import native_quiet
 
 CROP = 256  # side of the square crop handed to the mesh model (it works at 192)
 CONTEXT = 2.0  # crop side relative to the detected box's longer side
@@ -28,22 +31,28 @@ class MediaPipeBackend(FaceBackend):
     name = "mediapipe"
 
     def __init__(self, min_confidence: float = 0.5) -> None:
-        # full range (faces down to ~1/10 of the frame) first; short range for faces that fill
-        # the frame (pre-cropped datasets), which the full-range model misses
-        self.detectors = [
-            (tag, mp.solutions.face_detection.FaceDetection(
-                model_selection=selection, min_detection_confidence=min_confidence))
-            for tag, selection in (("blazeface-full", 1), ("blazeface-short", 0))
-        ]
-        self.mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=0.3,
-        )
-        # video mode: MediaPipe follows the face from the last frame's landmarks and runs its
-        # (short-range) detector only when it loses it — about 3 ms a frame instead of 12
-        self.video_mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-        )
+        with native_quiet():
+            # full range (faces down to ~1/10 of the frame) first; short range for faces that
+            # fill the frame (pre-cropped datasets), which the full-range model misses
+            self.detectors = [
+                (tag, mp.solutions.face_detection.FaceDetection(
+                    model_selection=selection, min_detection_confidence=min_confidence))
+                for tag, selection in (("blazeface-full", 1), ("blazeface-short", 0))
+            ]
+            self.mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=0.3,
+            )
+            # video mode: MediaPipe follows the face from the last frame's landmarks and runs
+            # its (short-range) detector only when it loses it — about 3 ms a frame instead of 12
+            self.video_mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+            )
+            # `process` waits until the graph is idle, so its calculators have opened (and
+            # logged) before the window closes
+            blank = np.zeros((64, 64, 3), np.uint8)
+            for solution in (*(d for _, d in self.detectors), self.mesh, self.video_mesh):
+                solution.process(blank)
 
     @classmethod
     def model_files(cls) -> list[Path]:
@@ -55,10 +64,16 @@ class MediaPipeBackend(FaceBackend):
         ]
 
     def tracker(self) -> Callable[[np.ndarray], Face | None]:
-        self.video_mesh.reset()
+        fresh = True  # reset on the first frame: the restarted graph logs until a `process`
 
         def track(image: np.ndarray) -> Face | None:
-            result = self.video_mesh.process(to_rgb(image))
+            nonlocal fresh
+            rgb = to_rgb(image)
+            with native_quiet():
+                if fresh:
+                    self.video_mesh.reset()
+                    fresh = False
+                result = self.video_mesh.process(rgb)
             if not result.multi_face_landmarks:  # lost (or never found): detect afresh
                 found = self.faces(image)
                 return found[0] if found else None
@@ -78,10 +93,11 @@ class MediaPipeBackend(FaceBackend):
         h, w = image.shape[:2]
         rgb = to_rgb(image)
         detections, tag = [], ""
-        for tag, detector in self.detectors:  # noqa: B007  (the tag of the one that found faces)
-            detections = detector.process(rgb).detections or []
-            if detections:
-                break
+        with native_quiet():
+            for tag, detector in self.detectors:  # noqa: B007  (the tag of the one that found)
+                detections = detector.process(rgb).detections or []
+                if detections:
+                    break
         found = []
         for det in detections:
             rb = det.location_data.relative_bounding_box
@@ -97,7 +113,8 @@ class MediaPipeBackend(FaceBackend):
         cx, cy = x + bw / 2, y + bh / 2
         m = np.array([[scale, 0, CROP / 2 - scale * cx], [0, scale, CROP / 2 - scale * cy]])
         crop = cv2.warpAffine(to_rgb(image), m, (CROP, CROP), flags=cv2.INTER_LINEAR)
-        result = self.mesh.process(crop)
+        with native_quiet():
+            result = self.mesh.process(crop)
         if not result.multi_face_landmarks:
             raise NoLandmarks(f"no face mesh inside box {tuple(round(v) for v in box)}")
         pts = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark])

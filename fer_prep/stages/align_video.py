@@ -70,11 +70,12 @@ class VideoAlignParams(AlignParams):
     max_side: int | None = option(None, "--from-video: shrink frames to fit PX × PX.", low=16)
 
 
-def clips_from_frames(frames: pd.DataFrame, frames_folder: Path) -> pd.DataFrame:
+def clips_from_frames(frames: pd.DataFrame, frames_folder: Path, made_by: str) -> pd.DataFrame:
     """One item per video of a frames manifest (its frames as lists); failed videos as they are.
 
-    An item's fingerprint is its frames' (their content and their paths relative to the frames
-    folder), so a copied work folder aligns nothing again.
+    An item's fingerprint is its video's, the fingerprint `made_by` of the frames stage that
+    extracted it (its parameters) and its frames' relative paths and times: a copied work folder
+    aligns nothing again, and frames extracted otherwise are aligned again.
     """
     import pandas as pd
 
@@ -97,8 +98,9 @@ def clips_from_frames(frames: pd.DataFrame, frames_folder: Path) -> pd.DataFrame
             frame_files=[str(frames_folder / p) for p in group["frame_path"]],
             timestamps=group["timestamp"].astype(float).tolist(),
         )
-        clip["fingerprint"] = digest([group["fingerprint"].tolist(), clip["frame_paths"],
-                                      clip["timestamps"], clip["video_problem"]])
+        clip["fingerprint"] = digest([made_by, group["fingerprint"].tolist(),
+                                      clip["frame_paths"], clip["timestamps"],
+                                      clip["video_problem"]])
         items.append(clip)
     return pd.DataFrame(items)
 
@@ -285,7 +287,8 @@ class AlignVideo(Stage):
         if params.from_video:
             return ctx.source_items()
         frames = ctx.upstream_manifest("frames")
-        clips = clips_from_frames(frames, ctx.upstream_folder("frames"))
+        clips = clips_from_frames(frames, ctx.upstream_folder("frames"),
+                                  ctx.upstream_record("frames")["fingerprint"])
         ok = clips["status"] == "ok"
         clips.loc[ok, "item_path"] = [ctx.dataset.item_path(r) for r in
                                       clips[ok].to_dict("records")]

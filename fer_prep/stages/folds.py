@@ -13,6 +13,7 @@ The schemes are in `fer_prep.folds`; this stage reads their input and writes the
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +141,10 @@ class Folds(Stage):
         n_folds = (params.k if SCHEMES.get(params.scheme).k_folds
                    else int(table["fold"].max()) + 1 if table is not None else 1)
         ok = placed[placed["status"] == "ok"].sort_values("sample_id")
+        wanted = {f"fold_{k}" for k in range(n_folds)}
+        for old in ctx.folder.glob("fold_*"):  # an earlier run's folds beyond these (a split
+            if old.is_dir() and old.name not in wanted:  # file now with fewer): not left empty
+                shutil.rmtree(old)
         files = []
         for fold in range(n_folds):
             for part, members in (("train", ok[ok["fold"] != fold]),
