@@ -39,6 +39,10 @@ class Registry(Generic[T]):
 
         return add
 
+    def unregister(self, name: str) -> T:
+        """Remove and return the entry `name` (a plugin unloading, a test cleaning up)."""
+        return self._items.pop(name)
+
     def add(self, name: str, obj: T) -> T:
         """Register a plain value (a template, a table) under `name`."""
         return self.register(name)(obj)

@@ -13,7 +13,6 @@ mesh is reset inside the window of its clip's first frame.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import mediapipe as mp
@@ -53,15 +52,6 @@ class MediaPipeBackend(FaceBackend):
             blank = np.zeros((64, 64, 3), np.uint8)
             for solution in (*(d for _, d in self.detectors), self.mesh, self.video_mesh):
                 solution.process(blank)
-
-    @classmethod
-    def model_files(cls) -> list[Path]:
-        root = Path(mp.__file__).parent / "modules"
-        return [
-            root / "face_detection" / "face_detection_full_range_sparse.tflite",
-            root / "face_detection" / "face_detection_short_range.tflite",
-            root / "face_landmark" / "face_landmark_with_attention.tflite",
-        ]
 
     def tracker(self) -> Callable[[np.ndarray], Face | None]:
         fresh = True  # reset on the first frame: the restarted graph logs until a `process`
