@@ -91,15 +91,25 @@ def test_a_broken_video_fails_alone(afew) -> None:
         assert "Invalid data" in row.message
         assert f"{name}.avi" in afew["frames_out"]  # said on the console
     align = read_manifest(afew["work"] / "afew/align")
-    assert (align[align.sequence == "val_corrupt"].status == "failed").all()
+    for name in ("corrupt", "empty"):
+        rows = align[align.sequence == f"val_{name}"]
+        assert len(rows) == 1 and rows.status.iloc[0] == "failed", name  # one row, as in frames
+        assert f"{name}.avi: ffmpeg: " in rows.message.iloc[0]
 
 
 def test_faces_on_the_face_clips(afew) -> None:
     align = read_manifest(afew["work"] / "afew/align")
+    frames = read_manifest(afew["work"] / "afew/frames")
     for clip in FACE_CLIPS:
         rows = align[align.sequence == clip]
+        assert len(rows) == (frames.sequence == clip).sum() > 0, clip  # a row per frame
         assert (rows.status == "ok").mean() >= 0.99, clip
         assert rows.status.isin(["ok", "borrowed"]).all(), clip
+        # chips at faces/<split>/<Class>/<clip>/0000001.jpg: the frames' layout (JPEG chips
+        # under the default preset, as the frames are)
+        assert (rows.face_path == "faces/" + rows.frame_path).all(), clip
+    odd = align[align.sequence == f"val_{ODD}"].face_path.iloc[0]
+    assert odd == f"faces/val/Angry/{ODD}/0000001.jpg"
     folder = afew["work"] / "afew/align"
     ok = align[align.status == "ok"]
     chip = read_image(folder / ok.face_path.iloc[0])
@@ -108,7 +118,10 @@ def test_faces_on_the_face_clips(afew) -> None:
 
 def test_borrowed_and_no_face_rows_are_flagged(afew) -> None:
     align = read_manifest(afew["work"] / "afew/align")
-    assert (align[align.sequence == "val_no_face"].status == "no_face").all()
+    frames = read_manifest(afew["work"] / "afew/frames")
+    no_face = align[align.sequence == "val_no_face"]
+    assert len(no_face) == (frames.sequence == "val_no_face").sum() > 0
+    assert (no_face.status == "no_face").all() and no_face.face_path.isna().all()
     for clip in ("val_face_noface", "val_noface_face"):
         rows = align[align.sequence == clip].set_index("frame")
         borrowed = rows[rows.status == "borrowed"]
@@ -156,6 +169,8 @@ def test_from_video_gives_the_same_rows(afew, tmp_path: Path) -> None:
     assert direct.sample_id.tolist() == via_frames.sample_id.tolist()
     assert np.allclose(direct.timestamp.dropna(), via_frames.timestamp.dropna())
     assert (direct.status == via_frames.status).mean() >= 0.98
+    both = (direct.status == "ok") & (via_frames.status == "ok")
+    assert both.sum() > 0 and (direct.face_path[both] == via_frames.face_path[both]).all()
     assert direct.frame_path.isna().all()
 
 
@@ -184,26 +199,32 @@ def test_emotion_fan_preset_matches_the_seeds_chips(afew, tmp_path: Path) -> Non
     assert max(differences) <= 1.0, np.round(differences, 2)
 
 
-def test_smoothing_steadies_the_landmarks(afew, tmp_path: Path) -> None:
-    """--smooth lowers frame-to-frame landmark jitter (second differences) on a real clip."""
+@pytest.mark.parametrize(("preset", "points"), [("default", "landmarks68"),
+                                                 ("emotion-fan", "dlib5")])
+def test_smoothing_steadies_the_landmarks(afew, tmp_path: Path, preset: str, points: str) -> None:
+    """--smooth lowers frame-to-frame jitter (second differences) on a real clip: of the points
+    the preset's template aligns on (eyes: the 68; dlib-chip5: dlib's 5) and so of the chips'
+    frame → chip matrices."""
     root = tmp_path / "afew"
     (root / "Train_AFEW/Neutral").mkdir(parents=True)
     shutil.copy(afew["root"] / "Train_AFEW/Neutral/single_face.mp4", root / "Train_AFEW/Neutral")
 
-    def jitter(smooth: bool) -> float:
-        result = run("afew", "align-video", tmp_path / str(smooth), root=root, from_video=True,
-                     smooth=smooth, jobs=1)
+    def jitter(values: pd.Series) -> float:
+        stack = np.stack(values.map(lambda v: np.asarray(v, dtype=float)).to_list())
+        return float(np.abs(np.diff(stack, n=2, axis=0)).mean())
+
+    def run_with(smooth: bool) -> tuple[float, float]:
+        result = run("afew", "align-video", tmp_path / str(smooth), root=root, preset=preset,
+                     from_video=True, smooth=smooth, jobs=2)
         manifest = result.manifest
         assert manifest.sequence.unique().tolist() == ["train_single_face"]
         assert manifest.status.isin(["ok", "borrowed"]).all()  # every frame has landmarks
         assert result.record["params"]["smooth"] is smooth
-        marks = np.stack(manifest.landmarks68.map(lambda v: np.asarray(v)).to_list())
-        return float(np.abs(np.diff(marks, n=2, axis=0)).mean())
+        return jitter(manifest[points]), jitter(manifest["matrix"])
 
-    raw, smooth = jitter(False), jitter(True)
+    (raw, raw_chip), (smooth, smooth_chip) = run_with(False), run_with(True)
     assert smooth < 0.8 * raw, (raw, smooth)
-    record = pd.read_json(tmp_path / "True/afew/align/stage.json", typ="series")
-    assert record["params"]["smooth"] is True
+    assert smooth_chip < 0.8 * raw_chip, (raw_chip, smooth_chip)
 
 
 def test_adapter_reads_emotion_fan_folder_names_and_flags_unknown_classes(tmp_path: Path) -> None:

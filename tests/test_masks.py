@@ -93,7 +93,8 @@ def test_a_mask_for_every_fold_and_class_present(work: Path, shared: Path) -> No
     record = json.loads((folder / "stage.json").read_text())
     assert record["classes"] == {str(i): c for i, c in enumerate(CLASSES)}
     assert record["params"]["size"] is None  # not given: the chips' side, resolved below
-    assert record["finishing"] == {"size": SIDE, "blur": 1.5 * SIDE / 70, "equalize": True}
+    assert record["finishing"] == {"size": SIDE, "blur": pytest.approx(1.5 * SIDE / 70, abs=1e-3),
+                                   "equalize": True}  # FMPN's blur: 1.5 per 70 px
     assert record["params"]["warp"] == "similarity" and record["params"]["folds"] == "fmpn"
     assert record["n_folds"] == 10 and record["samples_used"] == 18 * 3
     assert record["align"] == {"backend": "dlib-hog", "template": "dlib-chip", "size": SIDE,
@@ -283,6 +284,7 @@ def test_masks_check_the_folds_and_name_the_command_that_makes_them(broken_work,
         line = _fails(*args, "--folds", "fmpn")
         assert line == f"Error: the ckplus folds were made with {made}, not fmpn: {remedy}"
         assert not (work / "ckplus/masks/manifest.parquet").exists()
+        assert not (work / "ckplus/masks/diffs").exists()  # said before any map was made
     unchecked = masks(work, jobs=2)  # without --folds: the folds as they stand
     assert unchecked.record["n_folds"] == 5 and unchecked.record["folds"]["scheme"] == "fmpn"
 

@@ -75,7 +75,7 @@ class Source:
         return rows[in_test] if which == "test" else rows[~in_test]
 
     def need_faces(self, export: str) -> None:
-        """ValueError when there is nothing to put in an image export."""
+        """InputError when there is nothing to put in an image export."""
         if not self.has_faces:
             raise InputError(f"{export} export needs faces, but the {self.dataset} folds in "
                              f"{self.work} point to none (were they computed from labels alone? "

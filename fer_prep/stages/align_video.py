@@ -148,10 +148,13 @@ def _smoothed(faces: dict[int, Face]) -> dict[int, Face]:
     for run in runs:
         if len(run) < SMOOTH_WINDOW:
             continue
-        stack = np.stack([faces[n].landmarks68 for n in run])
-        smooth = savgol_filter(stack, SMOOTH_WINDOW, 2, axis=0).astype(np.float32)
-        for n, lm in zip(run, smooth, strict=True):
-            out[n] = dataclasses.replace(faces[n], landmarks68=lm)
+        for points in ("landmarks68", "dlib5"):  # dlib5: what the dlib-chip5 template aligns on
+            if any(getattr(faces[n], points) is None for n in run):
+                continue
+            stack = np.stack([getattr(faces[n], points) for n in run])
+            smooth = savgol_filter(stack, SMOOTH_WINDOW, 2, axis=0).astype(np.float32)
+            for n, lm in zip(run, smooth, strict=True):
+                out[n] = dataclasses.replace(out[n], **{points: lm})
     return out
 
 

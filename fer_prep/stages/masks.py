@@ -265,6 +265,7 @@ class Masks(Stage):
         return {"warp": params.warp}
 
     def items(self, ctx: Context, params: MasksParams) -> pd.DataFrame:
+        self._check_folds(ctx, params, ctx.upstream_record("folds"))  # before any map is made
         faces = ctx.upstream_manifest("align")
         roles = set(faces["role"].dropna()) if "role" in faces else set()
         if not {"neutral", "peak"} <= roles:
@@ -284,8 +285,7 @@ class Masks(Stage):
 
         from fer_prep.motion import default_blur, panel
 
-        record = ctx.upstream_record("folds")
-        self._check_folds(ctx, params, record)
+        record = ctx.upstream_record("folds")  # checked against params.folds in items()
         fold_rows = ctx.upstream_manifest("folds")
         used = _used(rows, fold_rows)
         if used.empty:
