@@ -1,8 +1,10 @@
 """Faces per second of `ckplus align`, per backend, beside Emotion-FAN's per-frame method.
 
 All on the same frames of ../shared/data/ckplus (`--frames`, default neutral + last three), in
-one run, on one core each (--jobs 1), plus the default backend on every core. Times include
-loading the models and writing the chips. Prints faces/s and the ratio to the seed.
+one run, on one core each (--jobs 1), plus the default backend on every core. Each fer-prep run
+is `fer_prep.runner.run("ckplus", "align", ..., force=True)` with the default preset and that
+backend. Times include loading the models and writing the chips. Prints faces/s and the ratio
+to the seed.
 
     python bench/ckplus_align.py [--shared ../shared] [--frames all] [--backends mediapipe,...]
 """
@@ -20,10 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from emotion_fan_seed import EmotionFanSeed
 
-from fer_prep.adapters.ckplus import read_ckplus
+from fer_prep.datasets.ckplus import read_ckplus
+from fer_prep.execute import resolve_jobs
 from fer_prep.faces import list_backends
-from fer_prep.runner import resolve_jobs
-from fer_prep.stages import align as align_stage
+from fer_prep.runner import run
+from fer_prep.stages.align import worker_backend
 
 
 def main() -> None:
@@ -34,9 +37,10 @@ def main() -> None:
     parser.add_argument("--frames", default="neutral-peak", choices=["neutral-peak", "peak", "all"])
     args = parser.parse_args()
 
-    samples = read_ckplus(args.shared / "data/ckplus", frames=args.frames)
-    frames = [Path(p) for p in samples["source_path"]]
-    print(f"{len(frames)} CK+ frames (640×490) from {args.shared / 'data/ckplus'}")
+    root = args.shared / "data/ckplus"
+    samples = read_ckplus(root, frames=args.frames)
+    frames = [Path(s["source_path"]) for s in samples if s["status"] == "ok"]
+    print(f"{len(frames)} CK+ frames (640×490) from {root}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -45,14 +49,12 @@ def main() -> None:
 
         runs = [(b, 1) for b in args.backends.split(",")] + [("mediapipe", resolve_jobs(0))]
         for backend, jobs in runs:
-            align_stage.worker_backend.cache_clear()  # every run loads its own models
-            params = align_stage.AlignParams(backend=backend)
+            worker_backend.cache_clear()  # every run loads its own models
             start = time.perf_counter()
-            result = align_stage.align(samples, Path(tmp) / f"{backend}-{jobs}", params,
-                                       jobs=jobs, force=True)
+            result = run("ckplus", "align", Path(tmp) / f"{backend}-{jobs}", root=root,
+                         jobs=jobs, force=True, frames=args.frames, backend=backend)
             seconds = time.perf_counter() - start
-            rows.append((f"fer-prep {backend}", jobs, int((result.manifest.status == "ok").sum()),
-                         seconds))
+            rows.append((f"fer-prep {backend}", jobs, result.counts.get("ok", 0), seconds))
 
     seed_rate = rows[0][2] / rows[0][3]
     print(f"\n{'method':34s} {'cores':>5s} {'faces':>5s} {'s':>7s} {'faces/s':>8s} "

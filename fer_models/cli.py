@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fer_models.models import AT_TYPES, BACKBONE_NAMES, list_models
-from fer_prep.errors import FerPrepError
+from fer_prep.cli import OneLineErrors
 
 EXAMPLE = """\b
 Examples:
@@ -33,7 +33,12 @@ class FoldParam(click.ParamType):
             self.fail(f"{value!r} is neither a fold number nor 'all'", param, ctx)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLE)
+class Command(OneLineErrors, click.Command):
+    """fer-train's command: user mistakes are one `Error:` line and exit 1, as in fer-prep."""
+
+
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=EXAMPLE)
 @click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/ to train on.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
               show_default=True, help="Work folder of fer-prep.")
@@ -80,12 +85,9 @@ def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | No
 
     options = {"backbone": backbone, "at_type": at_type, "stage": stage,
                "lambda_mask": lambda_mask, "landmark_weight": landmark_weight}
-    try:
-        metrics = train(dataset, work, model, fold, epochs=epochs, batch_size=batch_size, lr=lr,
-                        size=size, seed=seed, device=device, pretrained=pretrained,
-                        resume=resume, workers=workers, cache_gb=cache_gb, progress=not quiet,
-                        echo=click.echo, **options)
-    except FerPrepError as exc:
-        raise click.ClickException(str(exc)) from None
+    metrics = train(dataset, work, model, fold, epochs=epochs, batch_size=batch_size, lr=lr,
+                    size=size, seed=seed, device=device, pretrained=pretrained, resume=resume,
+                    workers=workers, cache_gb=cache_gb, progress=not quiet, echo=click.echo,
+                    **options)
     click.echo(accuracy_table(metrics))
     click.echo(f"metrics: {work / dataset / 'train' / metrics['run'] / 'metrics.json'}")

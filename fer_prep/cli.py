@@ -249,29 +249,11 @@ class DatasetGroup(click.Group):
         return None if stage is None else stage_command(stage, self.dataset.name, name)
 
 
-class Root(click.Group):
-    """The `fer-prep` group: datasets from the registry, then the cross-dataset commands. Its
-    `main` turns a `FerPrepError` into one `Error:` line and exit 1."""
+class OneLineErrors:
+    """A click command whose `main` applies the exit-code convention (module docstring): a
+    `FerPrepError` or a usage error is one `Error:` line and exit 1; a bug its traceback and 2."""
 
     debug = False
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*_datasets(), *CROSS]
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in CROSS_STAGES:
-            return stage_command(name, None, name)
-        if name in CROSS:
-            return super().get_command(ctx, name)
-        return DatasetGroup(name) if name in _datasets() else None
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        datasets = [(n, self.get_command(ctx, n).get_short_help_str(70)) for n in _datasets()]
-        cross = [(n, self.get_command(ctx, n).get_short_help_str(70)) for n in CROSS]
-        with formatter.section("Datasets (fer-prep DATASET STAGE --help)"):
-            formatter.write_dl(datasets)
-        with formatter.section("Commands"):
-            formatter.write_dl(cross)
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         previous = signal.getsignal(signal.SIGTERM)
@@ -298,12 +280,34 @@ class Root(click.Group):
             sys.exit(130)
         except Exception:
             traceback.print_exc()
-            click.echo("fer-prep: an internal error (a bug); please report it with the "
-                       "traceback above.", err=True)
+            click.echo("an internal error (a bug): please report it with the traceback "
+                       "above.", err=True)
             sys.exit(2)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+
+
+class Root(OneLineErrors, click.Group):
+    """The `fer-prep` group: datasets from the registry, then the cross-dataset commands."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*_datasets(), *CROSS]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in CROSS_STAGES:
+            return stage_command(name, None, name)
+        if name in CROSS:
+            return super().get_command(ctx, name)
+        return DatasetGroup(name) if name in _datasets() else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        datasets = [(n, self.get_command(ctx, n).get_short_help_str(70)) for n in _datasets()]
+        cross = [(n, self.get_command(ctx, n).get_short_help_str(70)) for n in CROSS]
+        with formatter.section("Datasets (fer-prep DATASET STAGE --help)"):
+            formatter.write_dl(datasets)
+        with formatter.section("Commands"):
+            formatter.write_dl(cross)
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -319,7 +323,7 @@ def _terminate(signum: int, frame: Any) -> None:
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """Turn public FER datasets into aligned faces, landmarks, folds, masks and manifests."""
-    Root.debug = debug
+    OneLineErrors.debug = debug
     log = logging.getLogger("fer_prep")
     if not any(isinstance(h, _Echo) for h in log.handlers):
         log.addHandler(_Echo())

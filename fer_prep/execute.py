@@ -196,24 +196,36 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
             return result(st, folder, record, 0, len(items), True, started)
 
     fresh = force or record is None or record.get("map_fingerprint") != map_fp
-    if fresh:
-        _clear(folder)
-    remove_temporaries(folder)
-    old_rows = read_table(rows_file) if rows_file.is_file() else None
+    old_rows = read_table(rows_file) if rows_file.is_file() and not fresh else None
     results = {} if fresh else _reusable(folder, items, st, old_rows)
     reused = len(results)
-    write_record(folder, {**base, "complete": False})
+    begun = False
+
+    def begin() -> None:
+        """Before the first write: clear a run with other parameters, mark the record open."""
+        nonlocal begun
+        if not begun:
+            begun = True
+            if fresh:
+                _clear(folder)
+            remove_temporaries(folder)
+            write_record(folder, {**base, "complete": False})
+
+    ctx.begin = begin
+    if type(st).map is not None:
+        begin()
 
     usable = items[items["status"] == "ok"]
     todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
     if todo and type(st).map is not None:
         _map(st, todo, params, folder, items, results, jobs, progress, ctx.dataset.name)
-    for row in items[items["status"] != "ok"].itertuples():
-        if getattr(row, "message", None):
-            log.warning(row.message)  # the dataset's own complaints, and unreadable sources
+    for message in dict.fromkeys(items.loc[items["status"] != "ok", "message"].dropna()):
+        if message:
+            log.warning(message)  # the dataset's own complaints, and unreadable sources, once
 
     rows = _assemble(items, results, st, ctx.dataset.integers)
     reduced = st.reduce(ctx, params, rows) if reduce else None
+    begin()
     manifest = rows if reduced is None else reduced.manifest
     files = [] if reduced is None else reduced.files
     if old_rows is not None:

@@ -105,6 +105,8 @@ class Context:
     options: Any
     record: dict[str, Any] | None
     sources: dict[str, list] = field(default_factory=dict)  # content hashes, for sources.json
+    #: call before a stage writes its first file (the runner does, before a map)
+    begin: Callable[[], None] = lambda: None
 
     @cached_property
     def raw_items(self) -> list[dict[str, Any]]:
@@ -220,7 +222,7 @@ def run(
         raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its stages: "
                          f"{', '.join(s for s in STAGES.names() if STAGES.get(s).applies_to(ds))}")
     reader, given = split_options(ds, st, options)
-    params = st.Params.resolve(preset, **given)
+    params = st.for_dataset(st.Params.resolve(preset, **given), ds)
     read_options = ds.options(**reader)
     check_fields(read_options)
     folder = stage_folder(Path(work), ds.name, st)

@@ -168,7 +168,7 @@ def test_a_second_run_on_the_same_folder_says_who_holds_it(ck_sample, tmp_path):
         assert f"pid {first.pid}" in result.output and "being written" in result.output
         assert "Error: " in result.output.strip().splitlines()[-1]
     finally:
-        out, err = first.communicate(timeout=600)
+        _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     assert (read_manifest(work / "ckplus/align").status == "ok").all()
 

@@ -262,7 +262,7 @@ def test_missing_inputs_name_the_command_to_run(work: Path, tmp_path: Path) -> N
     result = cli("--work", str(work), "--model", "resnet18", "--fold", str(K))
     assert result.exit_code == 1 and f"fold {K} out of range" in result.output
     result = cli("--work", str(work), "--model", "resnet18", "--fold", "first")
-    assert result.exit_code == 2 and "neither a fold number nor 'all'" in result.output
+    assert result.exit_code == 1 and "neither a fold number nor 'all'" in result.output
     if not torch.cuda.is_available():
         result = cli("--work", str(work), "--model", "resnet18", "--device", "cuda")
         assert result.exit_code == 1 and "no CUDA GPU" in result.output

@@ -44,6 +44,7 @@ class Dataset:
     class_orders: ClassVar[dict[str, tuple[str, ...]]] = {}
     official_test: ClassVar[str | None] = None  # the split an official protocol tests on
     official_train: ClassVar[tuple[str, ...]] = ("train", "training")
+    default_scheme: ClassVar[str] = "subject-kfold"  # `fer-prep folds` without --scheme
     Options: ClassVar[type] = NoOptions  # frozen dataclass of the reader's options
     #: manifest columns this dataset adds beyond the shipped schemas → their meaning
     extra_columns: ClassVar[dict[str, str]] = {}

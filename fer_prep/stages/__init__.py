@@ -70,6 +70,10 @@ class Stage:
         """The stage folders this run reads."""
         return () if self.reads_dataset(params, ctx) else self.inputs
 
+    def for_dataset(self, params: Any, dataset: Dataset) -> Any:
+        """The parameters with the defaults that depend on the dataset filled in."""
+        return params
+
     def read(self, ctx: Context) -> list[dict[str, Any]]:
         """The dataset's items, when this run reads the dataset (light: no model, no pandas)."""
         return ctx.dataset.read(ctx.root, ctx.options)
@@ -92,7 +96,9 @@ class Stage:
         return None
 
     def reduce(self, ctx: Context, params: Any, rows: pd.DataFrame) -> Reduced | None:
-        """The manifest from the mapped rows (None: the rows are the manifest)."""
+        """The manifest from the mapped rows (None: the rows are the manifest). A stage
+        without a map calls `ctx.begin()` before it writes its first file, so a reduce that
+        fails first (folds that cannot be made) leaves the stage as it was."""
         return None
 
     def notes(self, record: dict[str, Any]) -> list[str]:

@@ -264,7 +264,7 @@ class AlignVideo(Stage):
     name = "align-video"
     command = "align"
     folder = "align"
-    version = 1
+    version = 2  # 2: smoothing also filters dlib's 5 points
     Params = VideoAlignParams
     kinds = frozenset({"videos"})
     schema = "faces"

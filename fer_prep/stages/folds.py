@@ -25,6 +25,7 @@ from fer_prep.stages import STAGES, Reduced, Stage
 if TYPE_CHECKING:
     import pandas as pd
 
+    from fer_prep.datasets import Dataset
     from fer_prep.runner import Context
 
 #: the folds manifest, in order (see manifests/folds.schema.csv)
@@ -46,8 +47,8 @@ def _schemes() -> list[str]:
 class FoldsParams(Params):
     """The fold scheme and what it takes."""
 
-    scheme: str | None = option(None, "Fold scheme [subject-kfold; file when --split is given].",
-                                choices=_schemes)
+    scheme: str | None = option(None, "Fold scheme [the dataset's: subject-kfold, AFEW "
+                                "official; file when --split is given].", choices=_schemes)
     k: int = option(10, "Number of folds (k-fold schemes).", low=2)
     seed: int = option(0, "Seed (subject-kfold).")
     split: str | None = option(None, "Scheme file: a shipped split's name or a split CSV.")
@@ -56,13 +57,34 @@ class FoldsParams(Params):
         from fer_prep.folds import SCHEMES
         from fer_prep.splits import resolve_split
 
-        scheme = self.scheme or ("file" if self.split else "subject-kfold")
+        scheme = self.scheme or ("file" if self.split else None)
+        if scheme is None:  # the dataset's own default, filled in by the stage
+            return self
         if (self.split is None) == (scheme == "file"):
             raise InputError("a split file goes with scheme 'file', and only with it")
         chosen = SCHEMES.get(scheme)
         split = None if self.split is None else resolve_split(self.split)[1]
         return replace(self, scheme=scheme, split=split, k=self.k if chosen.k_folds else None,
                        seed=self.seed if chosen.seeded else None)
+
+
+def _warn_about_split(table: pd.DataFrame | None, rows: pd.DataFrame, ok: pd.DataFrame,
+                      n_folds: int, name: str | None) -> None:
+    """Say so when a split lists items these rows lack, and when a fold has no test rows."""
+    import logging
+
+    from fer_prep.splits import KEYS
+
+    log = logging.getLogger("fer_prep")
+    if table is not None:
+        key = next(c for c in KEYS if c in table)
+        absent = sorted(set(table[key]) - set(rows[key].astype(str)))
+        if absent:
+            log.warning(f"{name}: {len(absent)} of its {len(table)} {key}s are not in these rows "
+                        f"(e.g. {absent[0]}): a partial copy of the dataset?")
+    for fold in range(n_folds):
+        if not (ok["fold"] == fold).any():
+            log.warning(f"fold {fold} has no test rows: a model cannot be tested on it")
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
@@ -92,6 +114,9 @@ class Folds(Stage):
     reader_options = False
     columns = COLUMNS
     shows = {"folds": "fold_<K>/{train,test}.csv"}
+
+    def for_dataset(self, params: FoldsParams, dataset: Dataset) -> FoldsParams:
+        return replace(params, scheme=params.scheme or dataset.default_scheme).resolved()
 
     def notes(self, record: dict[str, Any]) -> list[str]:
         sizes = " ".join(str(n) for n in record.get("test_rows", []))
@@ -141,6 +166,8 @@ class Folds(Stage):
         n_folds = (params.k if SCHEMES.get(params.scheme).k_folds
                    else int(table["fold"].max()) + 1 if table is not None else 1)
         ok = placed[placed["status"] == "ok"].sort_values("sample_id")
+        _warn_about_split(table, rows, ok, n_folds, params.split)
+        ctx.begin()
         wanted = {f"fold_{k}" for k in range(n_folds)}
         for old in ctx.folder.glob("fold_*"):  # an earlier run's folds beyond these (a split
             if old.is_dir() and old.name not in wanted:  # file now with fewer): not left empty
