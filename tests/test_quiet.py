@@ -56,7 +56,7 @@ def test_the_cli_prints_only_its_own_lines_on_real_frames_and_clips(shared: Path
                          str(tmp_path / f"w{jobs}"), "--jobs", jobs)
     lines += _stderr("afew", "video2frame", "--root", str(afew), "--work", str(tmp_path / "w"))
     lines += _stderr("afew", "align", "--work", str(tmp_path / "w"))
-    one = tmp_path / "one"  # dlib's cascade on the face clip alone: it takes seconds a faceless frame
+    one = tmp_path / "one"  # dlib's cascade on the face clip: seconds a frame without faces
     (one / "Train_AFEW/Happy").mkdir(parents=True)
     shutil.copy(shared / "data/media/single_face.mp4", one / "Train_AFEW/Happy/a.mp4")
     lines += _stderr("afew", "align", "--from-video", "--root", str(one), "--work",
