@@ -13,7 +13,8 @@ included), through:
 3. the same with the `emotion-fan` preset (the seed's cascade and crop);
 4. fer-prep `align --from-video` (default backend, no frame files).
 
-Times include loading the models, extracting frames and writing every chip and manifest; the
+Each fer-prep stage runs through `fer_prep.runner.run` with `force=True` (a fresh run, the
+models loaded again) and `jobs=1`. Times include loading the models, extracting frames and writing every chip and manifest; the
 align stage alone is printed too, and the marginal rate: every method runs on 1 copy and on
 `--copies` copies of the clips, and the extra faces over the extra seconds is what a worker
 sustains at dataset scale, once it has started and loaded its models (about 2 s for fer-prep,
@@ -32,19 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from emotion_fan_seed import EmotionFanSeed
 
-from fer_prep.adapters.afew import read_afew
-from fer_prep.cli import resolve_align
-from fer_prep.manifest import read_manifest
-from fer_prep.stages.align import AlignParams, worker_backend
-from fer_prep.stages.align_video import ClipParams, align_clips, clips_from_frames
-from fer_prep.stages.video2frame import FrameParams, video2frame
+from fer_prep.runner import run
+from fer_prep.stages.align import worker_backend
 from fer_prep.video import ffmpeg_exe
 
 CLIPS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
@@ -66,24 +63,20 @@ def seed(root: Path, out: Path) -> tuple[int, int, float]:
     return frames, faces, time.perf_counter() - start
 
 
-def fer_prep(root: Path, work: Path, params: AlignParams, from_video: bool = False
+def fer_prep(root: Path, work: Path, preset: str, options: dict[str, Any]
              ) -> tuple[int, int, float, float]:
-    """fer-prep on every video of `root`: frames, faces (ok rows), total and align seconds."""
+    """fer-prep on every video of `root`: frames, faces (ok rows), total and align seconds.
+
+    `options`: align-video options beside the preset's (`format`, `from_video`)."""
     worker_backend.cache_clear()  # every run loads its own models
     start = time.perf_counter()
-    videos = read_afew(root)
-    if from_video:
-        clips = videos
-    else:
-        video2frame(videos, work, FrameParams(), jobs=1, force=True)
-        frames_dir = work / "afew" / "frames"
-        clips = clips_from_frames(read_manifest(frames_dir), frames_dir)
+    if not options.get("from_video"):
+        run("afew", "video2frame", work, root=root, jobs=1, force=True)
     aligned = time.perf_counter()
-    result = align_clips(clips, work, params, ClipParams(from_video=from_video), jobs=1,
-                         force=True)
+    result = run("afew", "align-video", work, root=root, preset=preset, jobs=1, force=True,
+                 **options)
     end = time.perf_counter()
-    status = result.manifest["status"]
-    return len(status), int((status == "ok").sum()), end - start, end - aligned
+    return sum(result.counts.values()), result.counts.get("ok", 0), end - start, end - aligned
 
 
 def link_clips(root: Path, media: Path, copies: int) -> Path:
@@ -108,28 +101,27 @@ def main() -> None:
     os.sched_setaffinity(0, {0})
     print(f"one core (pinned to core 0); clips from {media}: {', '.join(CLIPS)}, "
           f"{args.copies} copies each (and 1 copy, for the marginal rate)")
-    default = resolve_align("default", video=True)
-    methods = [
-        ("1 Emotion-FAN seed", None, False),
-        ("2 fer-prep default (mediapipe), jpg", default, False),
-        ("2 fer-prep default (mediapipe), png", replace(default, format="png"), False),
-        ("3 fer-prep emotion-fan preset", resolve_align("emotion-fan", video=True), False),
-        ("4 fer-prep --from-video, jpg", default, True),
-        ("4 fer-prep --from-video, png", replace(default, format="png"), True),
+    methods: list[tuple[str, str | None, dict[str, Any]]] = [
+        ("1 Emotion-FAN seed", None, {}),
+        ("2 fer-prep default (mediapipe), jpg", "default", {}),
+        ("2 fer-prep default (mediapipe), png", "default", {"format": "png"}),
+        ("3 fer-prep emotion-fan preset", "emotion-fan", {}),
+        ("4 fer-prep --from-video, jpg", "default", {"from_video": True}),
+        ("4 fer-prep --from-video, png", "default", {"from_video": True, "format": "png"}),
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         roots = [link_clips(tmp / f"afew{n}", media, n) for n in (1, args.copies)]
-        for i, (name, params, from_video) in enumerate(methods):
+        for i, (name, preset, options) in enumerate(methods):
             runs = []
             for root in roots:
                 out = tmp / f"out{i}-{root.name}"
-                if params is None:
+                if preset is None:
                     frames, faces, seconds = seed(root, out)
                     runs.append((frames, faces, seconds, None))
                 else:
-                    runs.append(fer_prep(root, out, params, from_video))
+                    runs.append(fer_prep(root, out, preset, options))
             (_, faces1, seconds1, _), (frames, faces, seconds, align_s) = runs
             marginal = (faces - faces1) / (seconds - seconds1)
             rows.append((name, frames, faces, seconds, align_s, marginal))

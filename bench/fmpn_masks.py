@@ -1,7 +1,8 @@
 """Agreement of `fer-prep masks` with FMPN-FER's own CK+ masks, for --warp similarity and dense.
 
 On the CK+ sequences of ../shared/data/ckplus: align with the `fmpn` preset, FMPN's published folds
-(`--folds fmpn`), then masks with each warp. Per class present, the Pearson r between each of our
+(`folds --split ckplus-fmpn-10fold-v1`), then masks with each warp (`--folds fmpn` checks them),
+each through `fer_prep.runner.run`. Per class present, the Pearson r between each of our
 fold masks (area-resized to 70 × 70) and FMPN's `imgs_res/<fold>/<class>.png` of the same fold,
 averaged over the folds; then the mean over the classes. Also how much `dense` changes the masks
 (mean absolute difference in grey levels and r between the two warps) and the time of each.
@@ -20,13 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_prep.adapters.ckplus import read_ckplus
-from fer_prep.cli import resolve_align
-from fer_prep.stages.align import align
-from fer_prep.stages.masks import CLASS_ORDERS, masks
+from fer_prep.datasets import get_dataset
+from fer_prep.runner import run
+from fer_prep.stages.align import AlignParams
 
 WARPS = ("similarity", "dense")
 SIDE = 70  # FMPN's CK+ masks
+SPLIT = "ckplus-fmpn-10fold-v1"  # FMPN's published CK+ folds
 
 
 def default_shared() -> Path:
@@ -57,21 +58,23 @@ def main() -> None:
     args = parser.parse_args()
 
     reference = args.shared / "reference/fmpn/CKPlus/imgs_res"
-    params = resolve_align("fmpn", padding=args.padding)
+    params = AlignParams.resolve("fmpn", padding=args.padding)
     print(f"align: {params}")
     ours: dict[str, dict[tuple[int, int], np.ndarray]] = {}
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        align(read_ckplus(args.shared / "data/ckplus"), work, params, jobs=args.jobs)
+        run("ckplus", "align", work, root=args.shared / "data/ckplus", preset="fmpn",
+            jobs=args.jobs, padding=args.padding)
+        run("ckplus", "folds", work, split=SPLIT)
         for warp in WARPS:
             start = time.perf_counter()
-            result = masks("ckplus", work, folds="fmpn", warp=warp, blur=args.blur,
-                           equalize=not args.no_equalize, jobs=args.jobs)
+            result = run("ckplus", "masks", work, jobs=args.jobs, folds="fmpn", warp=warp,
+                         blur=args.blur, equalize=not args.no_equalize)
             seconds[warp] = time.perf_counter() - start
             ours[warp] = fold_masks(result.folder)
 
-    classes = CLASS_ORDERS["ckplus"]
+    classes = get_dataset("ckplus").class_orders["fmpn"]
     print(f"\nPearson r with FMPN's imgs_res (ours resized to {SIDE}×{SIDE}), mean over folds")
     print(f"{'class':12s} {'folds':>5s} {'similarity':>10s} {'dense':>7s} "
           f"{'|sim−dense|':>11s} {'r(sim,dense)':>12s}")
