@@ -13,14 +13,15 @@ included), through:
 3. the same with the `emotion-fan` preset (the seed's cascade and crop);
 4. fer-prep `align --from-video` (default backend, no frame files).
 
-Each fer-prep stage runs through `fer_prep.runner.run` with `force=True` (a fresh run, the
-models loaded again) and `jobs=1`. Times include loading the models, extracting frames and writing every chip and manifest; the
-align stage alone is printed too, and the marginal rate: every method runs on 1 copy and on
-`--copies` copies of the clips, and the extra faces over the extra seconds is what a worker
-sustains at dataset scale, once it has started and loaded its models (about 2 s for fer-prep,
-most of it importing mediapipe). Clips where the face comes and goes are left out: there the
-seed (and the preset, which runs its cascade) spend about a minute per face-less frame in four
-CPU passes of the MMOD CNN; the tests cover how fer-prep handles them.
+Each fer-prep stage runs through `fer_prep.runner.run(..., jobs=1, force=True)`: a fresh run
+that loads its models again. Times include loading the models, extracting frames and writing
+every chip and manifest; the align stage alone is printed too, and the marginal rate: every
+method runs on 1 copy and on `--copies` copies of the clips, and the extra faces over the
+extra seconds is what a worker sustains at dataset scale, once it has started and loaded its
+models (about 2 s for fer-prep, most of it importing mediapipe). Clips where the face comes and
+goes are left out: there the seed (and the preset, which runs its cascade) spend about a minute
+per face-less frame in four CPU passes of the MMOD CNN; the tests cover how fer-prep handles
+them.
 
     python bench/afew_video.py [--shared PATH] [--copies N]
 """

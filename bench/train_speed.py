@@ -1,8 +1,8 @@
 """Training images/s beside data-loader images/s: fer-train's resnet18 on the real CK+ faces.
 
-Aligns ../shared/data/ckplus into a temporary work folder (or reads `--work`), makes 5 subject
-folds, and on fold 0's training part (repeated to `--images` faces) at resnet18's default size
-(224 px) measures, in one run:
+Aligns ../shared/data/ckplus into a temporary work folder (or reads `--work`) and makes 5
+subject folds, through `fer_prep.runner.run`; then, on fold 0's training part (repeated to
+`--images` faces) at resnet18's default size (224 px), measures, in one run:
 - loader: iterating fer-train's DataLoader alone (chips decoded once into memory, collation,
   pinned memory on CUDA; the crop and mirror run on the device, in `train`), no model; and the
   same loader decoding every chip each time, as it does for a dataset too big for the cache;
@@ -28,11 +28,9 @@ from torch.utils.data import Dataset
 
 from fer_models.data import FaceDataset, make_loader
 from fer_models.inputs import read_inputs
-from fer_models.models import MODELS, create_model
+from fer_models.models import create_model, model_class
 from fer_models.train import determinism, resolve_device, train_epoch
-from fer_prep.adapters.ckplus import read_ckplus
-from fer_prep.stages.align import AlignParams, align
-from fer_prep.stages.folds import folds
+from fer_prep.runner import run
 
 MODEL = "resnet18"
 
@@ -53,9 +51,10 @@ class Repeated(Dataset):
 
 def prepare(work: Path, shared: Path) -> None:
     """Faces and folds of the shared CK+ sequences, unless `work` has them already."""
-    if not (work / "ckplus/folds/manifest.parquet").is_file():
-        align(read_ckplus(shared / "data/ckplus"), work, AlignParams())
-        folds("ckplus", work, k=5)
+    if (work / "ckplus/folds/manifest.parquet").is_file():
+        return
+    run("ckplus", "align", work, root=shared / "data/ckplus")
+    run("ckplus", "folds", work, k=5)
 
 
 def sync(dev: torch.device) -> None:
@@ -92,7 +91,7 @@ def main() -> None:
     cuda = dev.type == "cuda"
     n_images = args.images or (2048 if cuda else 256)
     steps = args.steps or (20 if cuda else 4)
-    size = MODELS.get(MODEL).defaults["size"]
+    size = model_class(MODEL).defaults["size"]
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)

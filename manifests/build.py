@@ -113,7 +113,8 @@ def build(ref: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    default = Path(os.environ.get("FER_PREP_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    beside_repo = Path(__file__).resolve().parents[2] / "shared"
+    default = Path(os.environ.get("FER_PREP_SHARED", beside_repo))
     reference = Path(sys.argv[1]) if len(sys.argv) > 1 else default / "reference"
     for path in build(reference):
         print(path)
