@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from fer_prep.faces import Face
 from fer_prep.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # dlib's mean face shape for points 17…67 of the 68-point scheme (dlib/image_transforms/
 # interpolation.h, used by get_face_chip_details), in the unit square.
@@ -38,55 +40,66 @@ _DLIB_MEAN_Y = (
     0.727388, 0.745405, 0.780233, 0.864805, 0.902192, 0.909281, 0.902192, 0.864805, 0.784792,
     0.778746, 0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182,
 )
-DLIB_MEAN_FACE = np.full((68, 2), np.nan)
-DLIB_MEAN_FACE[17:] = np.column_stack([_DLIB_MEAN_X, _DLIB_MEAN_Y])
+
+
+def dlib_mean_face() -> np.ndarray:
+    """(68, 2): dlib's mean face in the unit square, NaN for the jaw (points 0…16)."""
+    import numpy as np
+
+    face = np.full((68, 2), np.nan)
+    face[17:] = np.column_stack([_DLIB_MEAN_X, _DLIB_MEAN_Y])
+    return face
+
+
+Points = tuple[tuple[float, float], ...]
+
+
+def _mean_face(indices: list[int]) -> Points:
+    """dlib's mean-face points `indices` (68-point numbering) as (x, y) pairs."""
+    return tuple((_DLIB_MEAN_X[i - 17], _DLIB_MEAN_Y[i - 17]) for i in indices)
+
+
+def _centre(points: Points) -> tuple[float, float]:
+    return (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
+
 
 # get_face_chip_details' 68-point branch fits the nose, eyes and upper lip (no brows, no jaw).
-_DLIB_CHIP_IDX = np.r_[27:55, 60:65]
+_DLIB_CHIP_IDX = [*range(27, 55), *range(60, 65)]
 # dlib's shape_predictor_5 points: eye corners (image-right eye outer, inner; left outer, inner)
 # and the base of the nose; and the 68-point indices that stand for them.
-_DLIB5 = np.array(
-    [
-        (0.8595674595992, 0.2134981538014),
-        (0.6460604764104, 0.2289674387677),
-        (0.1205750620789, 0.2137274526848),
-        (0.3340850613712, 0.2290642403242),
-        (0.4901123135679, 0.6277975316475),
-    ]
+_DLIB5: Points = (
+    (0.8595674595992, 0.2134981538014),
+    (0.6460604764104, 0.2289674387677),
+    (0.1205750620789, 0.2137274526848),
+    (0.3340850613712, 0.2290642403242),
+    (0.4901123135679, 0.6277975316475),
 )
 _DLIB5_FROM_68 = [45, 42, 36, 39, 33]
 # insightface's ArcFace 112×112 template (eye centres, nose tip, mouth corners), in the unit square.
-_ARCFACE = (
-    np.array(
-        [
-            (38.2946, 51.6963),
-            (73.5318, 51.5014),
-            (56.0252, 71.7366),
-            (41.5493, 92.3655),
-            (70.7299, 92.2041),
-        ]
-    )
-    / 112.0
-)
+_ARCFACE: Points = tuple((x / 112.0, y / 112.0) for x, y in (
+    (38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (41.5493, 92.3655),
+    (70.7299, 92.2041)))
+_DLIB_EYES = (_centre(_mean_face(list(range(36, 42)))), _centre(_mean_face(list(range(42, 48)))))
 
 
 @dataclass(frozen=True)
 class Template:
-    """Where chosen landmarks go in the unit square, and the chip size and padding by default."""
+    """Where chosen landmarks go in the unit square, and the chip size and padding by default.
+    Points are plain (x, y) pairs, so the registry costs nothing to import or list."""
 
-    points: np.ndarray  # (N, 2) in the unit square, before padding
+    points: Points  # N points in the unit square, before padding
     source: Callable[[Face], np.ndarray]  # the face's N matching points in the frame
-    eyes: np.ndarray  # (2, 2) where the template puts the eye centres, unit square
+    eyes: Points  # where the template puts the two eye centres, unit square
     size: int = 224
     padding: float = 0.25
     doc: str = ""
 
     def eye_centres(self, size: int, padding: float) -> np.ndarray:
         """(2, 2): where the eye centres land in a chip of this size and padding."""
-        return (self.eyes + padding) / (1 + 2 * padding) * size
+        import numpy as np
 
+        return (np.asarray(self.eyes) + padding) / (1 + 2 * padding) * size
 
-_DLIB_EYES = np.stack([DLIB_MEAN_FACE[36:42].mean(0), DLIB_MEAN_FACE[42:48].mean(0)])
 
 TEMPLATES: Registry[Template] = Registry("alignment template")
 TEMPLATES.add(
@@ -102,7 +115,7 @@ TEMPLATES.add(
 TEMPLATES.add(
     "dlib-chip",
     Template(
-        points=DLIB_MEAN_FACE[_DLIB_CHIP_IDX],
+        points=_mean_face(_DLIB_CHIP_IDX),
         source=lambda f: f.landmarks68[_DLIB_CHIP_IDX],
         eyes=_DLIB_EYES,
         doc="dlib.get_face_chip on a 68-point shape (least squares over nose, eyes, upper lip)",
@@ -113,7 +126,7 @@ TEMPLATES.add(
     Template(
         points=_DLIB5,
         source=lambda f: f.dlib5 if f.dlib5 is not None else f.landmarks68[_DLIB5_FROM_68],
-        eyes=np.stack([_DLIB5[2:4].mean(0), _DLIB5[0:2].mean(0)]),
+        eyes=(_centre(_DLIB5[2:4]), _centre(_DLIB5[0:2])),
         doc="dlib.get_face_chip on dlib's 5-point shape (Emotion-FAN's crop with size 224, "
         "padding 0.25); from the 5-point predictor when the backend ran it, else from the 68",
     ),
@@ -138,6 +151,7 @@ def estimate_norm(src: np.ndarray, points: np.ndarray, size: int, padding: float
     corner pixels (0 and size − 1) onto the frame rectangle of that scale.
     """
     import cv2
+    import numpy as np
     from skimage.transform import SimilarityTransform
 
     dst = (np.asarray(points, float) + padding) / (1 + 2 * padding) * size
@@ -159,6 +173,7 @@ def norm_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     pyramid (as dlib does) so the chip does not alias.
     """
     import cv2
+    import numpy as np
 
     matrix = np.asarray(matrix, float).copy()
     scale = np.hypot(matrix[0, 0], matrix[1, 0])  # chip pixels per frame pixel
@@ -183,5 +198,7 @@ def align_face(
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a 2×3 affine matrix to (N, 2) points."""
+    import numpy as np
+
     pts = np.asarray(points, float)[:, :2]
     return pts @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]

@@ -231,7 +231,7 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     if old_rows is not None:
         _remove_orphans(old_rows, rows, folder, st.outputs)
     for rel in set((record or {}).get("files", [])) - set(files):
-        (folder / rel).unlink(missing_ok=True)
+        _remove_file(folder / rel)
     check_schema(manifest, st.schema, ctx.dataset.extra_columns)
     if reduced is not None:
         write_table(rows, rows_file)
@@ -366,4 +366,10 @@ def _remove_orphans(old: pd.DataFrame, new: pd.DataFrame, folder: Path,
         if col in old.columns:
             keep = set(new[col].dropna()) if col in new.columns else set()
             for rel in set(old[col].dropna()) - keep - {""}:
-                (folder / rel).unlink(missing_ok=True)
+                _remove_file(folder / rel)
+
+
+def _remove_file(path: Path) -> None:
+    """Delete an output file an earlier run wrote; anything else standing there is left."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()

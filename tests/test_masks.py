@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from skimage.transform import PiecewiseAffineTransform, warp
 
-from fer_prep.align import DLIB_MEAN_FACE, transform_points
+from fer_prep.align import dlib_mean_face, transform_points
 from fer_prep.cli import main
 from fer_prep.datasets import get_dataset
 from fer_prep.errors import InputError, StageNotReady
@@ -115,7 +115,8 @@ def _region(x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice]:
 
 
 def test_masks_light_up_where_the_expression_moves(work: Path) -> None:
-    face, brows_y = DLIB_MEAN_FACE, DLIB_MEAN_FACE[17:27, 1]
+    face = dlib_mean_face()
+    brows_y = face[17:27, 1]
     lips = face[48:60]
     mouth = _region(lips[:, 0].min(), lips[:, 0].max(), lips[:, 1].min(), lips[:, 1].max())
     brows = _region(face[17, 0], face[26, 0], brows_y.min() - 0.03, brows_y.max() + 0.03)

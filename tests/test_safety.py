@@ -264,3 +264,37 @@ def test_the_api_and_the_cli_make_the_same_bytes(ck_sample, afew_sample, tmp_pat
                if not k.endswith(".json")}
         assert cli.keys() == api.keys() and cli == api, stage
         assert any(k.endswith(".jpg") for k in cli) == (stage == "afew/align")
+
+
+def test_a_chip_that_cannot_be_written_fails_its_frame_alone(afew_sample, tmp_path):
+    """A folder where one chip goes: that frame's row fails, its clip's other frames align."""
+    work = tmp_path / "work"
+    _cli("afew", "video2frame", "--root", str(afew_sample), "--work", str(work))
+    _cli("afew", "align", "--work", str(work), "--jobs", "1")
+    blocked = work / "afew/align/faces/train/Happy/000000101/0000005.jpg"
+    blocked.unlink()  # the chip lost, so its clip is aligned again …
+    blocked.mkdir()  # … and a folder stands where the chip goes
+    (blocked / "keep").write_text("a folder where the chip should go")
+    assert "1 computed, 3 reused" in _cli("afew", "align", "--work", str(work), "--jobs", "1")
+    rows = read_manifest(work / "afew/align").set_index("sample_id")
+    assert rows.loc["train_000000101_0000005", "status"] == "failed"
+    assert "cutting the chip" in rows.loc["train_000000101_0000005", "message"]
+    clip = rows[rows.sequence == "train_000000101"].drop(index="train_000000101_0000005")
+    assert len(clip) == 59 and clip.status.isin(["ok", "borrowed"]).all()
+
+
+def test_a_no_op_rerun_loads_no_model_and_no_table_library(ck_sample, tmp_path):
+    work = tmp_path / "work"
+    _cli("ckplus", "align", "--root", str(ck_sample), "--work", str(work))
+    probe = ("import sys, runpy\n"
+             f"sys.argv = ['fer-prep', 'ckplus', 'align', '--root', {str(ck_sample)!r}, "
+             f"'--work', {str(work)!r}]\n"
+             "try:\n    runpy.run_module('fer_prep.cli', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "heavy = ('mediapipe', 'dlib', 'cv2', 'torch', 'sklearn', 'scipy', 'pandas',"
+             " 'pyarrow', 'joblib')\n"
+             "print(sorted(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert any("unchanged, skipped" in line for line in out), out
+    assert out[-1] == "[]", out

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from fer_prep.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def dlib_model(name: str) -> Path:
@@ -102,6 +104,8 @@ class Face:
 
 def five_points(lm68: np.ndarray) -> np.ndarray:
     """(5, 2): image-left and image-right eye centres, nose tip, left and right mouth corners."""
+    import numpy as np
+
     lm68 = np.asarray(lm68, dtype=np.float64)
     return np.stack(
         [lm68[36:42].mean(0), lm68[42:48].mean(0), lm68[30], lm68[48], lm68[54]]
@@ -156,6 +160,8 @@ class FaceBackend(ABC):
 
 def enclosing_box(box: Box, points: np.ndarray) -> Box:
     """The smallest box holding both `box` and `points`."""
+    import numpy as np
+
     x0, y0 = np.minimum([box[0], box[1]], points[:, :2].min(0))
     x1, y1 = np.maximum([box[0] + box[2], box[1] + box[3]], points[:, :2].max(0))
     return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
