@@ -31,6 +31,7 @@ test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARE
 	$(BIN)/python -m pytest -q
 
 bench: setup  ## speed side by side with the seeds' own methods (needs ../shared)
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ckplus_align.py
 	$(BIN)/python bench/mesh68_error.py
 	$(BIN)/python bench/afew_video.py
