@@ -308,7 +308,8 @@ def _outputs_exist(df: pd.DataFrame, folder: Path, outputs: tuple[str, ...]) -> 
 def _reusable(folder: Path, items: pd.DataFrame, st: Stage, old: pd.DataFrame | None
               ) -> dict[str, list[dict]]:
     """Rows of an earlier run, by item, where the item's fingerprint matches and files exist."""
-    tables = [pd.read_parquet(p) for p in sorted((folder / PARTS).glob("*.parquet"))]
+    parts = sorted(p for p in (folder / PARTS).glob("*.parquet") if not p.name.startswith("."))
+    tables = [pd.read_parquet(p) for p in parts]  # a dot-name is a killed run's half write
     if old is not None:
         tables.insert(0, old)
     wanted = dict(zip(items["sample_id"], items["fingerprint"], strict=True))

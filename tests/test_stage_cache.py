@@ -85,6 +85,7 @@ def test_killed_run_resumes_to_identical_bytes(ck_root, tmp_path) -> None:
     proc.wait()
     record = json.loads((killed / "ckplus/align/stage.json").read_text())
     assert record["complete"] is False
+    (parts / ".0a1b2c.tmp-99999.parquet").write_bytes(b"PAR1 half")  # killed while writing one
 
     out = _run(ck_root, killed, "--jobs", "1", "--backend", "dlib-hog")
     assert "reused" in out and " 0 reused" not in out
