@@ -238,7 +238,6 @@ class Masks(Stage):
     folds (`fer-prep folds` makes them).
     """
 
-
     name = "masks"
     command = "masks"
     folder = "masks"
