@@ -76,8 +76,10 @@ def field_options(cls: type) -> list[click.Option]:
     """One click option per field of the dataclass `cls`, from its `option(...)` metadata.
 
     Every default is None, so an option not given never overrides the preset or the library
-    default (timm's rule); the help shows the library default.
+    default (timm's rule); the help shows the value the default preset resolves to.
     """
+    resolve = getattr(cls, "resolve", None)
+    defaults = resolve() if resolve else None
     out = []
     for f in dataclasses.fields(cls):
         meta = f.metadata
@@ -85,7 +87,8 @@ def field_options(cls: type) -> list[click.Option]:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = field_type(cls, f.name)
-        shown = "" if f.default is None else f" [default: {f.default}]"
+        default = f.default if defaults is None else getattr(defaults, f.name)
+        shown = "" if default is None else f" [default: {default}]"
         if kind is bool:
             out.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=None,
                                     help=meta["help"] + shown))
@@ -95,7 +98,7 @@ def field_options(cls: type) -> list[click.Option]:
             ptype: Any = LazyChoice(found if callable(found) else lambda c=found: c)
         elif kind is float and f.name == "fps":
             ptype = NumberOrAll(float)
-        elif kind in (int, float):
+        elif kind in (int, float) and (meta.get("low"), meta.get("high")) != (None, None):
             rng = click.IntRange if kind is int else click.FloatRange
             ptype = rng(meta.get("low"), meta.get("high"))
         else:
