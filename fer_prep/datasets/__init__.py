@@ -8,6 +8,7 @@ inside a stage folder (`item_path`), and how to write a tiny embedded sample of 
 the CLI ask the dataset object; no stage imports a dataset module. Readers use the standard
 library only, so listing a dataset or checking a finished stage stays cheap.
 
+A module here is all a dataset takes: the registry imports every module of this package.
 An item has at least `sample_id` (unique), `dataset`, `source_path` (absolute), `status` ("ok" or
 why the dataset cannot use it) and `message` (the problem in words, naming the file).
 """
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -89,13 +92,12 @@ class Dataset:
 
 DATASETS: Registry[type[Dataset]] = Registry("dataset")
 
-#: the datasets shipped with fer-prep, imported on first use of the registry
-_BUILTIN = ("fer_prep.datasets.ckplus", "fer_prep.datasets.afew")
 
-
+@cache
 def _load_builtin() -> None:
-    for module in _BUILTIN:
-        importlib.import_module(module)
+    """Import every module of this package once: each registers its dataset."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 def get_dataset(name: str) -> Dataset:

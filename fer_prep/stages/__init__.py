@@ -12,8 +12,10 @@ import time, so the CLI can list and describe them cheaply.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -115,12 +117,13 @@ class Stage:
 
 
 STAGES: Registry[type[Stage]] = Registry("stage")
-_BUILTIN = ("video2frame", "align", "align_video", "folds", "masks")
 
 
+@cache
 def _load_builtin() -> None:
-    for module in _BUILTIN:
-        importlib.import_module(f"fer_prep.stages.{module}")
+    """Import every module of this package once: each registers its stage."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 def get_stage(name: str) -> Stage:
