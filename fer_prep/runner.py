@@ -41,7 +41,7 @@ from fer_prep.cache import (
 from fer_prep.datasets import Dataset, check_root, get_dataset
 from fer_prep.errors import InputError, OptionError, WorkError
 from fer_prep.params import check_fields
-from fer_prep.stages import STAGES, Stage, get_stage
+from fer_prep.stages import STAGES, Stage, get_stage, stages_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -219,8 +219,8 @@ def run(
     started = time.monotonic()
     ds, st = get_dataset(dataset), get_stage(stage)
     if not st.applies_to(ds):
-        raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its stages: "
-                         f"{', '.join(s for s in STAGES.names() if STAGES.get(s).applies_to(ds))}")
+        raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its commands: "
+                         f"{', '.join(sorted(stages_for(ds)))}")
     reader, given = split_options(ds, st, options)
     params = st.for_dataset(st.Params.resolve(preset, **given), ds)
     read_options = ds.options(**reader)

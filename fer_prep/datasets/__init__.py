@@ -9,8 +9,9 @@ the CLI ask the dataset object; no stage imports a dataset module. Readers use t
 library only, so listing a dataset or checking a finished stage stays cheap.
 
 A module here is all a dataset takes: the registry imports every module of this package.
-An item has at least `sample_id` (unique), `dataset`, `source_path` (absolute), `status` ("ok" or
-why the dataset cannot use it) and `message` (the problem in words, naming the file).
+An item has at least `sample_id` (unique), `dataset`, `subject`, `sequence`, `source_path`
+(absolute), `status` ("ok" or why the dataset cannot use it) and `message` (the problem in words,
+naming the file); a video's `sample_id` is its `sequence` (its frames' rows carry it there).
 """
 
 from __future__ import annotations
