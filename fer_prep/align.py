@@ -59,6 +59,11 @@ def _mean_face(indices: list[int]) -> Points:
     return tuple((_DLIB_MEAN_X[i - 17], _DLIB_MEAN_Y[i - 17]) for i in indices)
 
 
+def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]]:
+    x, y, w, h = box
+    return [(x, y), (x + w, y), (x, y + h), (x + w, y + h)]
+
+
 def _centre(points: Points) -> tuple[float, float]:
     return (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
 
@@ -89,15 +94,17 @@ class Template:
 
     points: Points  # N points in the unit square, before padding
     source: Callable[[Face], np.ndarray]  # the face's N matching points in the frame
-    eyes: Points  # where the template puts the two eye centres, unit square
+    eyes: Points | None  # where the template puts the two eye centres (None: it does not)
     size: int = 224
     padding: float = 0.25
     doc: str = ""
 
-    def eye_centres(self, size: int, padding: float) -> np.ndarray:
+    def eye_centres(self, size: int, padding: float) -> np.ndarray | None:
         """(2, 2): where the eye centres land in a chip of this size and padding."""
         import numpy as np
 
+        if self.eyes is None:
+            return None
         return (np.asarray(self.eyes) + padding) / (1 + 2 * padding) * size
 
 
@@ -129,6 +136,18 @@ TEMPLATES.add(
         eyes=(_centre(_DLIB5[2:4]), _centre(_DLIB5[0:2])),
         doc="dlib.get_face_chip on dlib's 5-point shape (Emotion-FAN's crop with size 224, "
         "padding 0.25); from the 5-point predictor when the backend ran it, else from the 68",
+    ),
+)
+TEMPLATES.add(
+    "whole",
+    Template(
+        points=((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)),
+        source=lambda f: _corners(f.detector_box or f.box),
+        eyes=None,
+        size=48,
+        padding=0.0,
+        doc="the face's box as it is, scaled to the chip: for pre-cropped sets (FER2013's 48-px "
+        "faces come out unchanged); no rotation, the landmarks only go along",
     ),
 )
 TEMPLATES.add(

@@ -40,6 +40,7 @@ from fer_prep.cache import (
     write_record,
     write_text_atomic,
 )
+from fer_prep.datasets import Dataset
 from fer_prep.errors import InputError
 from fer_prep.manifest import check_schema, read_table, write_manifest, write_table
 from fer_prep.runner import (
@@ -54,7 +55,7 @@ from fer_prep.runner import (
     files_key,
     result,
 )
-from fer_prep.stages import Stage
+from fer_prep.stages import Job, Stage
 
 log = logging.getLogger("fer_prep")
 WATCH_INTERVAL = 0.5  # seconds between a worker's checks that the run's process is alive
@@ -98,13 +99,10 @@ def fingerprint_sources(ctx: Context) -> pd.DataFrame:
         if item["status"] == "ok":
             path, rel = item["source_path"], ctx.relative(raw["source_path"])
             try:
-                stat = stat_key(path)
-                old = known.get(rel)
-                content = old[3] if old and old[:3] == stat else file_hash(path)
+                content = raw.get("content") or _content(path, rel, known, sources)
             except OSError as exc:
                 item.update(status="unreadable", message=describe_os_error(path, exc))
             else:
-                sources[rel] = [*stat, content]
                 item.update(fingerprint=digest([content, rel, _meta(raw)]),
                             item_path=ctx.dataset.item_path(raw))
         rows.append(item)
@@ -114,6 +112,17 @@ def fingerprint_sources(ctx: Context) -> pd.DataFrame:
         if col in table:
             table[col] = table[col].astype("Int64")
     return table
+
+
+def _content(path: str, rel: str, known: dict[str, list], sources: dict[str, list]) -> str:
+    """A source file's content hash: from this run (files several items share), from the last
+    run while its size, mtime and inode are unchanged, else read now."""
+    if rel in sources:
+        return sources[rel][3]
+    stat = stat_key(path)
+    old = known.get(rel)
+    sources[rel] = [*stat, old[3] if old and old[:3] == stat else file_hash(path)]
+    return sources[rel][3]
 
 
 def _plain(value: Any) -> Any:
@@ -133,14 +142,14 @@ def _watch(ppid: int) -> None:
 _watching = False
 
 
-def _work(fn: Callable, batch: list[dict[str, Any]], params: Any, folder: Path, parent: int
+def _work(fn: Callable, batch: list[dict[str, Any]], job: Job, parent: int
           ) -> list[dict[str, Any]]:
     """A batch in a worker; the first call in a worker process starts its parent watch."""
     global _watching
     if os.getpid() != parent and not _watching:
         _watching = True
         threading.Thread(target=_watch, args=(os.getppid(),), daemon=True).start()
-    return fn(batch, params, folder)
+    return fn(batch, job)
 
 
 def _batches(items: list[dict[str, Any]], jobs: int, size: int | None) -> list[list]:
@@ -218,7 +227,7 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     usable = items[items["status"] == "ok"]
     todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
     if todo and type(st).map is not None:
-        _map(st, todo, params, folder, items, results, jobs, progress, ctx.dataset.name)
+        _map(st, todo, params, folder, items, results, jobs, progress, ctx.dataset)
     for message in dict.fromkeys(items.loc[items["status"] != "ok", "message"].dropna()):
         if message:
             log.warning(message)  # the dataset's own complaints, and unreadable sources, once
@@ -252,18 +261,18 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
 
 def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataFrame,
          results: dict[str, list[dict]], jobs: int | None, progress: Progress | None,
-         dataset: str) -> None:
+         dataset: Dataset) -> None:
     """Map the items to do in worker processes, saving each batch's rows as it arrives."""
     n_jobs = min(resolve_jobs(jobs), len(todo))
     fps = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
     run = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
     batches = _batches(todo, n_jobs, st.batch_size)
-    done, what = 0, f"{dataset} {st.folder}"
+    done, what = 0, f"{dataset.name} {st.folder}"
     if progress is not None:
         progress(what, 0, len(todo))
     seen: set[str] = set()
-    for rows in run(delayed(_work)(type(st).map, b, params, folder, os.getpid())
-                    for b in batches):
+    job = Job(params, folder, dataset)
+    for rows in run(delayed(_work)(type(st).map, b, job, os.getpid()) for b in batches):
         rows = [{**{k: _plain(v) for k, v in r.items()}, "fingerprint": fps[r[st.key]]}
                 for r in rows]
         _save_part(folder / PARTS, rows, st.key)
@@ -341,7 +350,7 @@ def _assemble(items: pd.DataFrame, results: dict[str, list[dict]], st: Stage,
         else:
             rows.extend({**r, "source_path": item["source_path"]} if "source_path" in item
                         else r for r in found)
-    out = pd.DataFrame(rows).drop(columns=[*st.internal, "item_path"], errors="ignore")
+    out = pd.DataFrame(rows).drop(columns=[*st.internal, "item_path", "content"], errors="ignore")
     for col in (*st.integers, *integers):
         if col in out:
             out[col] = out[col].astype("Int64")

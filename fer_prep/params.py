@@ -87,13 +87,18 @@ class Params:
     preset_tables: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def resolve(cls, preset: str | Path | None = None, **given: Any) -> Self:
-        """The preset's values (the `default` preset when None), every value given (not None)
-        winning; OptionError for an unknown key or a value out of range."""
+    def resolve(cls, preset: str | Path | None = None,
+                dataset: dict[str, dict[str, Any]] | None = None, **given: Any) -> Self:
+        """The preset's values, every value given (not None) winning; OptionError for an
+        unknown key or a value out of range. Without a preset: the `default` preset's values,
+        then `dataset`'s (a dataset's own defaults by table, e.g. FER2013's whole-image box)."""
         names = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         if cls.preset_tables:
             label, tables = load_preset(preset or "default")
+            if preset is None and dataset:
+                tables = {t: {**tables.get(t, {}), **dataset.get(t, {})} for t in
+                          {*tables, *dataset}}
             for table in cls.preset_tables:
                 for key, value in tables.get(table, {}).items():
                     if key not in names:

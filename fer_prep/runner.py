@@ -120,15 +120,18 @@ class Context:
 
     def source_key(self) -> Any:
         """The light key of the dataset's items: relative paths, sizes, mtimes, inodes."""
-        out = []
+        out, stats = [], {}
         for item in self.raw_items:
             stat: Any = None
-            if item["status"] == "ok":
-                try:
-                    stat = stat_key(item["source_path"])
-                except OSError as exc:
-                    stat = exc.errno
-            out.append([_meta(item), self.relative(item["source_path"]), stat])
+            path = item["source_path"]
+            if item["status"] == "ok" and not item.get("content"):
+                if path not in stats:  # items sharing one file (a CSV's rows) stat it once
+                    try:
+                        stats[path] = stat_key(path)
+                    except OSError as exc:
+                        stats[path] = exc.errno
+                stat = stats[path]
+            out.append([_meta(item), self.relative(path), stat])
         return [str(self.root), out]
 
     def upstream_folder(self, name: str) -> Path:
@@ -222,7 +225,7 @@ def run(
         raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its commands: "
                          f"{', '.join(sorted(stages_for(ds)))}")
     reader, given = split_options(ds, st, options)
-    params = st.for_dataset(st.Params.resolve(preset, **given), ds)
+    params = st.for_dataset(st.Params.resolve(preset, ds.defaults, **given), ds)
     read_options = ds.options(**reader)
     check_fields(read_options)
     folder = stage_folder(Path(work), ds.name, st)

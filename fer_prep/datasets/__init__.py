@@ -49,6 +49,9 @@ class Dataset:
     official_test: ClassVar[str | None] = None  # the split an official protocol tests on
     official_train: ClassVar[tuple[str, ...]] = ("train", "training")
     default_scheme: ClassVar[str] = "subject-kfold"  # `fer-prep folds` without --scheme
+    #: stage parameters this dataset takes by default (over the default preset; an explicit
+    #: --preset or option wins), by preset table: {"align": {"backend": "given", …}}
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     Options: ClassVar[type] = NoOptions  # frozen dataclass of the reader's options
     #: manifest columns this dataset adds beyond the shipped schemas → their meaning
     extra_columns: ClassVar[dict[str, str]] = {}
@@ -62,6 +65,14 @@ class Dataset:
         """The items `read` gives, from the label files alone (no images), where the layout
         allows it (folds without faces); None where it does not."""
         return None
+
+    def load_image(self, item: dict[str, Any]) -> Any:
+        """The pixels of a still item (8-bit grey or BGR), in a worker: its file by default; a
+        dataset that keeps images in a table (FER2013's CSV rows) decodes them here.
+        `fer_prep.images.UnreadableImage` when they cannot be read."""
+        from fer_prep.images import read_image
+
+        return read_image(item["source_path"])
 
     def item_path(self, item: dict[str, Any]) -> str:
         """Where `item` goes inside a stage folder, without suffix (a folder, for a video)."""

@@ -72,12 +72,22 @@ BACKENDS.add("dlib-hog", BackendEntry("fer_prep.faces.dlib:DlibHogBackend", (_DL
 BACKENDS.add("dlib-cnn", BackendEntry("fer_prep.faces.dlib:DlibCnnBackend", (_DLIB68, _MMOD)))
 BACKENDS.add("emotion-fan", BackendEntry("fer_prep.faces.dlib:EmotionFanBackend",
                                          (_DLIB68, _MMOD, _DLIB5)))
+BACKENDS.add("given", BackendEntry("fer_prep.faces.given:GivenBackend", (_DLIB68,)))
 
 #: frames smaller than this hold no usable face, and dlib's CNN corrupts memory on a 5×3 frame
 MIN_SIDE = 16
 
 Box = tuple[float, float, float, float]
 """x, y, width, height in pixels of the frame."""
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A face as the dataset gives it: its box and (flat x0 y0 x1 …) 68 landmarks, either may be
+    None (AffectNet: both; RAF-DB: the box; FER2013: neither, the whole image is the face)."""
+
+    box: Box | None = None
+    landmarks68: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -142,8 +152,11 @@ class FaceBackend(ABC):
 
         return largest
 
-    def faces(self, image: np.ndarray) -> list[Face]:
-        """Every face in the image, largest first (a box the landmarker rejects is dropped)."""
+    def faces(self, image: np.ndarray, hint: Hint | None = None) -> list[Face]:
+        """Every face in the image, largest first (a box the landmarker rejects is dropped).
+
+        `hint`: what the dataset says of the face (its box, its landmarks); detectors ignore it,
+        the `given` backend uses it."""
         if min(image.shape[:2]) < MIN_SIDE:
             return []
         found = []

@@ -10,7 +10,7 @@ import cv2
 import dlib
 import numpy as np
 
-from fer_prep.faces import Box, Face, FaceBackend, dlib_model, to_rgb
+from fer_prep.faces import Box, Face, FaceBackend, Hint, dlib_model, to_rgb
 
 __all__ = ["DlibCnnBackend", "DlibHogBackend", "EmotionFanBackend", "dlib_model"]
 
@@ -28,8 +28,8 @@ def _box(rect: dlib.rectangle) -> Box:
     return (float(rect.left()), float(rect.top()), float(rect.width()), float(rect.height()))
 
 
-class _DlibBackend(FaceBackend):
-    """Shared part: the 68-point predictor on a dlib rectangle."""
+class DlibBackend(FaceBackend):
+    """The part the dlib backends share: the 68-point predictor on a box."""
 
     def __init__(self) -> None:
         path = dlib_model("shape_predictor_68_face_landmarks.dat")
@@ -46,7 +46,7 @@ class _DlibBackend(FaceBackend):
         return Face(box=box, score=1.0, landmarks68=_shape(shape))
 
 
-class DlibHogBackend(_DlibBackend):
+class DlibHogBackend(DlibBackend):
     """dlib's HOG + linear SVM frontal detector, upsampled once (finds faces down to ~40 px)."""
 
     name = "dlib-hog"
@@ -61,7 +61,7 @@ class DlibHogBackend(_DlibBackend):
         return [(_box(r), float(s), "hog") for r, s in zip(rects, scores, strict=True)]
 
 
-class DlibCnnBackend(_DlibBackend):
+class DlibCnnBackend(DlibBackend):
     """dlib's MMOD CNN detector (slow on a CPU, robust to pose)."""
 
     name = "dlib-cnn"
@@ -155,8 +155,8 @@ class EmotionFanBackend(DlibCnnBackend):
             dlib5=_shape(self.predictor5(rgb, rect)),
         )
 
-    def faces(self, image: np.ndarray) -> list[Face]:
+    def faces(self, image: np.ndarray, hint: Hint | None = None) -> list[Face]:
         try:
-            return super().faces(image)
+            return super().faces(image, hint)
         finally:
             self._found_in = None

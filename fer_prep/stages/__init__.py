@@ -28,8 +28,20 @@ if TYPE_CHECKING:
 
     from fer_prep.runner import Context
 
-#: a batch of items (dicts) → manifest rows (dicts), in a worker: fn(batch, params, folder)
-MapFn = Callable[[list[dict[str, Any]], Any, Path], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a map sees in its worker: the parameters, the stage folder, the dataset object (to
+    ask it, e.g. for an item's pixels)."""
+
+    params: Any
+    folder: Path
+    dataset: Dataset
+
+
+#: a batch of items (dicts) → manifest rows (dicts), in a worker: fn(batch, job)
+MapFn = Callable[[list[dict[str, Any]], Job], list[dict[str, Any]]]
 
 
 @dataclass

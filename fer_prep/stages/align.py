@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from fer_prep.align import TEMPLATES
 from fer_prep.errors import WorkError
-from fer_prep.faces import list_backends, model_files
+from fer_prep.faces import Hint, NoLandmarks, list_backends, model_files
 from fer_prep.manifest import FACE_COLUMNS
 from fer_prep.params import Params, option
-from fer_prep.stages import STAGES, Stage
+from fer_prep.stages import STAGES, Job, Stage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,6 +45,9 @@ class AlignParams(Params):
     padding: float | None = option(None, "Margin around the template, dlib's convention "
                                    "[the template's].", low=0, high=2)
     grey: bool = option(False, "Grey chips (else colour).")
+    upscale: int | None = option(None, "Enlarge an image shorter than PX for the backend "
+                                 "(tiny pre-cropped faces, e.g. 192 for MediaPipe on 48 px).",
+                                 low=16, high=4096)
     format: str = option("png", "Chip files: png (lossless) or jpg (q95, faster).",
                          choices=FORMATS)
 
@@ -118,24 +121,25 @@ def failure(exc: Exception, where: str, what: str, image: np.ndarray) -> dict[st
                                            f"{reason}"}
 
 
-def align_batch(items: list[dict[str, Any]], params: AlignParams, folder: Path
-                ) -> list[dict[str, Any]]:
-    """Worker: align each item's frame; every item yields a row, whatever happens."""
-    backend = worker_backend(params.backend)
-    return [_align_one(item, backend, params, folder) for item in items]
+def align_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
+    """Worker: align each item's image; every item yields a row, whatever happens."""
+    backend = worker_backend(job.params.backend)
+    return [_align_one(item, backend, job) for item in items]
 
 
-def _align_one(item: dict[str, Any], backend: FaceBackend, params: AlignParams, folder: Path
-               ) -> dict[str, Any]:
-    from fer_prep.images import UnreadableImage, read_image
+def _align_one(item: dict[str, Any], backend: FaceBackend, job: Job) -> dict[str, Any]:
+    from fer_prep.images import UnreadableImage
 
+    params: AlignParams = job.params
     row: dict[str, Any] = {**item, "backend": params.backend}
     try:
-        image = read_image(item["source_path"])
+        image = job.dataset.load_image(item)
     except UnreadableImage as exc:
         return {**row, "status": "unreadable", "message": str(exc)}
     try:
-        faces = backend.faces(image)
+        faces = find_faces(backend, image, hint_of(item), params.upscale)
+    except NoLandmarks as exc:  # the dataset's own box or landmarks do not fit the image
+        return {**row, "status": "no_landmarks", "message": f"{item['source_path']}: {exc}"}
     except Exception as exc:  # a model choking on one odd frame must not end the run
         return {**row, **failure(exc, item["source_path"], params.backend, image)}
     row.update(height=image.shape[0], width=image.shape[1], n_faces=len(faces))
@@ -144,12 +148,54 @@ def _align_one(item: dict[str, Any], backend: FaceBackend, params: AlignParams, 
                 "message": f"{item['source_path']}: no face found by {params.backend}"}
     try:
         chip = chip_fields(image, faces[0], face_path(item["item_path"], params.format), params,
-                           folder)
+                           job.folder)
     except WorkError:
         raise
     except Exception as exc:  # the chip of this frame cannot be cut or encoded
         return {**row, **failure(exc, item["source_path"], "cutting the chip", image)}
     return {**row, "status": "ok", "message": "", **chip}
+
+
+def hint_of(item: dict[str, Any]) -> Hint | None:
+    """The face as the dataset gives it (`given_box`, `given_landmarks68`), if it does."""
+    box, points = item.get("given_box"), item.get("given_landmarks68")
+    if box is None and points is None:
+        return None
+    return Hint(box=None if box is None else tuple(box),
+                landmarks68=None if points is None else tuple(points))
+
+
+def find_faces(backend: FaceBackend, image: np.ndarray, hint: Hint | None,
+               upscale: int | None) -> list[Face]:
+    """The backend's faces; an image shorter than `upscale` px is enlarged for the backend first
+    (detectors miss tiny faces) and its faces are mapped back (`detector` says so)."""
+    import cv2
+
+    side = min(image.shape[:2])
+    if not upscale or side >= upscale:
+        return backend.faces(image, hint)
+    factor = -(-upscale // side)
+    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    if hint is not None:
+        hint = Hint(box=None if hint.box is None else tuple(v * factor for v in hint.box),
+                    landmarks68=None if hint.landmarks68 is None
+                    else tuple(v * factor for v in hint.landmarks68))
+    return [_shrunk(face, factor) for face in backend.faces(big, hint)]
+
+
+def _shrunk(face: Face, factor: int) -> Face:
+    """`face` found on an image enlarged `factor` times, in the original image's pixels."""
+    import dataclasses
+
+    def box(b: Any) -> Any:
+        return None if b is None else tuple(v / factor for v in b)
+
+    return dataclasses.replace(
+        face, box=box(face.box), detector_box=box(face.detector_box),
+        landmarks68=face.landmarks68 / factor,
+        landmarks478=None if face.landmarks478 is None else face.landmarks478 / factor,
+        dlib5=None if face.dlib5 is None else face.dlib5 / factor,
+        detector=f"{face.detector}+upscale×{factor}")
 
 
 @STAGES.register("align")

@@ -31,7 +31,7 @@ from fer_prep.errors import WorkError
 from fer_prep.faces import model_files
 from fer_prep.manifest import FACE_COLUMNS
 from fer_prep.params import option
-from fer_prep.stages import STAGES, Stage
+from fer_prep.stages import STAGES, Job, Stage
 from fer_prep.stages.align import (
     FACES,
     AlignParams,
@@ -245,11 +245,10 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, params: VideoAlignPa
     return rows
 
 
-def align_clip_batch(items: list[dict[str, Any]], params: VideoAlignParams, folder: Path
-                     ) -> list[dict[str, Any]]:
+def align_clip_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
     """Worker: align every frame of each clip of the batch."""
-    backend = worker_backend(params.backend)
-    return [row for item in items for row in _align_clip(item, backend, params, folder)]
+    backend = worker_backend(job.params.backend)
+    return [row for item in items for row in _align_clip(item, backend, job.params, job.folder)]
 
 
 @STAGES.register("align-video")

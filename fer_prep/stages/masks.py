@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from fer_prep.errors import InputError
 from fer_prep.params import Params, option
-from fer_prep.stages import STAGES, Reduced, Stage
+from fer_prep.stages import STAGES, Job, Reduced, Stage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -162,13 +162,12 @@ def diff_path(face_path: str) -> str:
     return Path(DIFFS, *Path(face_path).parts[1:]).with_suffix(".png").as_posix()
 
 
-def diff_batch(items: list[dict[str, Any]], params: MasksParams, folder: Path
-               ) -> list[dict[str, Any]]:
+def diff_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
     """Worker: write |peak − neutral| (the neutral first warped onto the peak for `dense`)."""
     import cv2
 
     cv2.setNumThreads(1)
-    return [_diff_one(item, params, folder) for item in items]
+    return [_diff_one(item, job.params, job.folder) for item in items]
 
 
 def _diff_one(item: dict[str, Any], params: MasksParams, folder: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 from fer_prep.cache import TMP_MARK
 from fer_prep.errors import ENVIRONMENT_ERRNOS, WorkError, output_error
 from fer_prep.params import Params, option
-from fer_prep.stages import STAGES, Stage
+from fer_prep.stages import STAGES, Job, Stage
 
 #: what ffmpeg says when the place its frames go cannot take them (not the video's fault)
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -58,11 +58,11 @@ def frame_rows(item: dict[str, Any], times: list[float], folder: str, problem: s
     ]
 
 
-def extract_batch(items: list[dict[str, Any]], params: FrameParams, folder: Path
-                  ) -> list[dict[str, Any]]:
+def extract_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
     """Worker: extract each video into place; every video yields rows, whatever happens."""
     from fer_prep.video import VideoError, extract_frames
 
+    params, folder = job.params, job.folder
     rows = []
     for item in items:
         out = folder / item["item_path"]
