@@ -98,6 +98,7 @@ class Template:
     size: int = 224
     padding: float = 0.25
     doc: str = ""
+    edges: bool = False  # points are pixel edges (a box), not landmark positions
 
     def eye_centres(self, size: int, padding: float) -> np.ndarray | None:
         """(2, 2): where the eye centres land in a chip of this size and padding."""
@@ -146,6 +147,7 @@ TEMPLATES.add(
         eyes=None,
         size=48,
         padding=0.0,
+        edges=True,
         doc="the face's box as it is, scaled to the chip: for pre-cropped sets (FER2013's 48-px "
         "faces come out unchanged); no rotation, the landmarks only go along",
     ),
@@ -163,17 +165,24 @@ TEMPLATES.add(
 )
 
 
-def estimate_norm(src: np.ndarray, points: np.ndarray, size: int, padding: float) -> np.ndarray:
+def estimate_norm(src: np.ndarray, points: np.ndarray, size: int, padding: float,
+                  edges: bool = False) -> np.ndarray:
     """2×3 matrix taking frame coordinates to chip coordinates (least-squares similarity).
 
     As dlib does: fit chip → frame, read off its rotation, scale and centre, and map the chip's
-    corner pixels (0 and size − 1) onto the frame rectangle of that scale.
+    corner pixels (0 and size − 1) onto the frame rectangle of that scale. `edges`: the points
+    are pixel edges instead (a box), mapped onto the chip's edges, so a box the chip's size
+    comes out pixel for pixel.
     """
     import cv2
     import numpy as np
     from skimage.transform import SimilarityTransform
 
     dst = (np.asarray(points, float) + padding) / (1 + 2 * padding) * size
+    if edges:  # pixel i's centre is at i + ½ in edge coordinates, in the frame as in the chip
+        fit = SimilarityTransform.from_estimate(np.asarray(src, float), dst).params
+        half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+        return (np.linalg.inv(half) @ fit @ half)[:2]
     fit = SimilarityTransform.from_estimate(dst, np.asarray(src, float)).params  # chip → frame
     scale = np.hypot(fit[0, 0], fit[1, 0])
     rot = fit[:2, :2] / scale
@@ -211,7 +220,7 @@ def align_face(
     tpl = TEMPLATES.get(template)
     size = tpl.size if size is None else size
     padding = tpl.padding if padding is None else padding
-    matrix = estimate_norm(tpl.source(face), tpl.points, size, padding)
+    matrix = estimate_norm(tpl.source(face), tpl.points, size, padding, tpl.edges)
     return norm_crop(image, matrix, size), matrix
 
 

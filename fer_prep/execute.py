@@ -228,11 +228,12 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
     if todo and type(st).map is not None:
         _map(st, todo, params, folder, items, results, jobs, progress, ctx.dataset)
-    for message in dict.fromkeys(items.loc[items["status"] != "ok", "message"].dropna()):
+    complaints = ~items["status"].isin(["ok", *ctx.dataset.quiet])
+    for message in dict.fromkeys(items.loc[complaints, "message"].dropna()):
         if message:
             log.warning(message)  # the dataset's own complaints, and unreadable sources, once
 
-    rows = _assemble(items, results, st, ctx.dataset.integers)
+    rows = _assemble(items, results, st, ctx.dataset)
     reduced = st.reduce(ctx, params, rows) if reduce else None
     begin()
     manifest = rows if reduced is None else reduced.manifest
@@ -339,7 +340,7 @@ def _reusable(folder: Path, items: pd.DataFrame, st: Stage, old: pd.DataFrame | 
 
 
 def _assemble(items: pd.DataFrame, results: dict[str, list[dict]], st: Stage,
-              integers: tuple[str, ...]) -> pd.DataFrame:
+              dataset: Dataset) -> pd.DataFrame:
     """Every item's rows in item order (an unprocessed item stands as itself); where the source
     lives now is taken from the item, so reused rows follow a moved dataset."""
     rows: list[dict[str, Any]] = []
@@ -350,8 +351,9 @@ def _assemble(items: pd.DataFrame, results: dict[str, list[dict]], st: Stage,
         else:
             rows.extend({**r, "source_path": item["source_path"]} if "source_path" in item
                         else r for r in found)
-    out = pd.DataFrame(rows).drop(columns=[*st.internal, "item_path", "content"], errors="ignore")
-    for col in (*st.integers, *integers):
+    drop = [*st.internal, *dataset.internal, "item_path", "content"]
+    out = pd.DataFrame(rows).drop(columns=drop, errors="ignore")
+    for col in (*st.integers, *dataset.integers):
         if col in out:
             out[col] = out[col].astype("Int64")
     order = [c for c in st.columns if c in out.columns]

@@ -97,8 +97,8 @@ class Params:
         if cls.preset_tables:
             label, tables = load_preset(preset or "default")
             if preset is None and dataset:
-                tables = {t: {**tables.get(t, {}), **dataset.get(t, {})} for t in
-                          {*tables, *dataset}}
+                tables = {t: {**tables.get(t, {}), **dataset.get(t, {})}
+                          for t in cls.preset_tables}
             for table in cls.preset_tables:
                 for key, value in tables.get(table, {}).items():
                     if key not in names:

@@ -365,3 +365,41 @@ def write_afew_sample(out: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         _encode(_clip_frames(image, background, clip), path)
     return root
+
+
+# --- FER2013 ---------------------------------------------------------------------------------
+
+#: the sample's expressions as FER2013 codes (its 0 Angry … 6 Neutral); the first frame of each
+#: sequence is the neutral face, the last its peak
+FER2013_CODES = {"anger": 0, "happy": 3, "sadness": 4, "surprise": 5, "neutral": 6}
+FER2013_USAGES = ("Training", "Training", "PublicTest", "PrivateTest")
+
+
+def write_fer2013_sample(out: Path, name: str = "fer2013") -> Path:
+    """Write the sample as FER2013's `fer2013.csv` under ``out/<name>`` and return that root.
+
+    The faces of the CK+ sample (neutral first frames and peak last frames of every sequence),
+    cropped square around the face's landmarks as FER2013's faces are, shrunk to 48×48 grey and
+    written as 2,304 space-separated values with FER2013's codes and a Usage that cycles through
+    Training, Training, PublicTest, PrivateTest. Re-running writes the same bytes.
+    """
+    root = Path(out) / name
+    root.mkdir(parents=True, exist_ok=True)
+    grey = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lines = ["emotion,pixels,Usage"]
+    for subject in SUBJECTS:
+        m = _subject_matrix(subject)
+        points = _apply(m, ASTRONAUT_LANDMARKS)
+        (x0, y0), (x1, y1) = points.min(0), points.max(0)
+        half = 0.62 * max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0)
+        for seq in subject.sequences:
+            frames = _frames(grey, subject, seq)
+            for frame, expression in ((frames[0], "neutral"), (frames[-1], seq.expression)):
+                crop = frame[int(cy - half):int(cy + half), int(cx - half):int(cx + half)]
+                face = cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA)
+                usage = FER2013_USAGES[(len(lines) - 1) % len(FER2013_USAGES)]
+                pixels = " ".join(str(int(v)) for v in face.ravel())
+                lines.append(f"{FER2013_CODES[expression]},{pixels},{usage}")
+    (root / "fer2013.csv").write_text("\n".join(lines) + "\n", encoding="ascii", newline="\n")
+    return root

@@ -56,6 +56,9 @@ class Dataset:
     #: manifest columns this dataset adds beyond the shipped schemas → their meaning
     extra_columns: ClassVar[dict[str, str]] = {}
     integers: ClassVar[tuple[str, ...]] = ()  # item columns holding whole numbers
+    internal: ClassVar[tuple[str, ...]] = ()  # item columns the workers need, not the manifest
+    #: item statuses its protocol expects (FER+'s dropped votes): counted, not warned about
+    quiet: ClassVar[frozenset[str]] = frozenset()
 
     def read(self, root: Path, options: Any) -> list[dict[str, Any]]:
         """One item per source file; InputError when `root` is not this dataset."""

@@ -1,0 +1,159 @@
+"""FER2013 (ICML 2013 challenge) in the layouts it is distributed in.
+
+    fer2013.csv            emotion,pixels,Usage   (Usage: Training, PublicTest, PrivateTest)
+    icml_face_data.csv     emotion, Usage, pixels (the re-release: leading spaces in the names)
+    train.csv, test.csv    Kaggle's: emotion,pixels and pixels alone (test is unlabelled)
+
+Each row is a 48×48 grey face as 2,304 space-separated values. Codes: 0 Angry, 1 Disgust, 2 Fear,
+3 Happy, 4 Sad, 5 Surprise, 6 Neutral. A row is an item: its id is its place in the file as
+FER+ names it (`fer0000000`; Kaggle's files: `train0000000`, `test0000000`), its split the Usage;
+its pixels are read from the file (`source_offset`, `source_length`) where it is aligned, and its
+content key is the row's own bytes, so one changed row redoes one face. FER2013 has no subject
+ids. The faces are pre-cropped: by default the whole image is the face (the `given` backend with
+dlib's 68 points inside it) and the chip is the 48-px image as it is (`whole` template).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from fer_prep.datasets import DATASETS, Dataset
+from fer_prep.errors import InputError
+
+SIDE = 48
+CODES = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness", 5: "surprise",
+         6: "neutral"}
+#: file name → (id prefix, split when the file has no Usage column)
+FILES = {"fer2013.csv": ("fer", None), "icml_face_data.csv": ("fer", None),
+         "train.csv": ("train", "Training"), "test.csv": ("test", "Test")}
+
+
+@DATASETS.register("fer2013")
+class FER2013(Dataset):
+    name = "fer2013"
+    title = "FER2013 faces (48 px grey) from fer2013.csv, icml_face_data.csv or Kaggle's CSVs."
+    kind = "stills"
+    root_help = "Folder holding fer2013.csv (or icml_face_data.csv, or train.csv and test.csv)."
+    codes = CODES
+    official_test = "PrivateTest"
+    official_train = ("training",)
+    default_scheme = "official"
+    defaults = {"align": {"backend": "given", "template": "whole", "grey": True}}
+    extra_columns = {"source_line": "the row's line in the CSV (the header is line 1)"}
+    internal = ("source_offset", "source_length")
+    integers = ("label_code", "source_line")
+
+    def read(self, root: Path, options: Any) -> list[dict[str, Any]]:
+        return [item for path in csv_files(root) for item in read_rows(path, self.name)]
+
+    def load_image(self, item: dict[str, Any]) -> Any:
+        return row_image(item)
+
+    def item_path(self, item: dict[str, Any]) -> str:
+        return f"{item['split']}/{item['sample_id']}"
+
+    def write_sample(self, out: Path) -> Path:
+        from fer_prep.sample import write_fer2013_sample
+
+        return write_fer2013_sample(out)
+
+
+def csv_files(root: Path) -> list[Path]:
+    """The FER2013 CSVs under `root` (at most two levels down): fer2013.csv, else
+    icml_face_data.csv, else Kaggle's train.csv and test.csv."""
+    root = Path(root)
+    found: dict[str, Path] = {}
+    for level in ("", "*/", "*/*/"):
+        for name in FILES:
+            hits = sorted(p for p in root.glob(level + name) if p.is_file())
+            if hits and name not in found:
+                found[name] = hits[0]
+    for name in ("fer2013.csv", "icml_face_data.csv"):
+        if name in found:
+            return [found[name]]
+    kaggle = [found[n] for n in ("train.csv", "test.csv") if n in found]
+    if not kaggle:
+        raise InputError(f"{root}: no fer2013.csv, icml_face_data.csv or train.csv/test.csv "
+                         "(is this FER2013?)")
+    return kaggle
+
+
+def read_rows(path: Path, dataset: str) -> list[dict[str, Any]]:
+    """One item per data row of a FER2013 CSV; a row it cannot use says why, naming the line."""
+    prefix, fixed_split = FILES[path.name]
+    items = []
+    with open(path, "rb") as fh:
+        header = fh.readline()
+        offset = len(header)
+        names = [c.strip().lower() for c in next(csv.reader([header.decode("utf-8-sig")]))]
+        if "pixels" not in names:
+            raise InputError(f"{path}: no 'pixels' column (found {names}): not a FER2013 CSV")
+        col = {n: names.index(n) for n in ("emotion", "pixels", "usage") if n in names}
+        for index, raw in enumerate(fh):
+            line = index + 2
+            items.append(_item(raw, line, offset, col, path, dataset, f"{prefix}{index:07d}",
+                               fixed_split))
+            offset += len(raw)
+    return items
+
+
+def _item(raw: bytes, line: int, offset: int, col: dict[str, int], path: Path, dataset: str,
+          sample_id: str, fixed_split: str | None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "sample_id": sample_id, "dataset": dataset, "subject": None, "sequence": sample_id,
+        "label": None, "label_code": None, "split": fixed_split, "source_path": str(path),
+        "source_line": line, "source_offset": offset, "source_length": len(raw),
+        "content": hashlib.blake2b(raw, digest_size=16).hexdigest(), "status": "ok",
+        "message": "",
+    }
+    where = f"{path}:{line}"
+    try:
+        fields = next(csv.reader([raw.decode("utf-8")]))
+    except (UnicodeDecodeError, StopIteration, csv.Error):
+        return {**item, "status": "bad_row", "message": f"{where}: not a CSV row of text"}
+    if len(fields) < len(col):
+        return {**item, "status": "bad_row", "message": f"{where}: {len(fields)} fields, "
+                f"expected {len(col)}"}
+    if "usage" in col:
+        item["split"] = fields[col["usage"]].strip()
+    pixels = fields[col["pixels"]].split()
+    if len(pixels) != SIDE * SIDE:
+        return {**item, "status": "bad_pixels", "message": f"{where}: {len(pixels)} pixel "
+                f"values, expected {SIDE * SIDE} (48×48)"}
+    if not "".join(pixels).isdigit():
+        bad = next(p for p in pixels if not p.isdigit())
+        return {**item, "status": "bad_pixels", "message": f"{where}: pixel value {bad!r} is "
+                "not a number"}
+    if "emotion" in col:
+        code = fields[col["emotion"]].strip()
+        if not code.isdigit() or int(code) not in CODES:
+            return {**item, "status": "bad_label", "message": f"{where}: emotion {code!r} is "
+                    f"not one of FER2013's codes 0…6"}
+        item.update(label=CODES[int(code)], label_code=int(code))
+    return item
+
+
+def row_image(item: dict[str, Any]) -> Any:
+    """The 48×48 grey image of a FER2013 row, read from its place in the CSV."""
+    import numpy as np
+
+    from fer_prep.images import UnreadableImage
+
+    where = f"{item['source_path']}:{item['source_line']}"
+    try:
+        with open(item["source_path"], "rb") as fh:
+            fh.seek(int(item["source_offset"]))
+            raw = fh.read(int(item["source_length"]))
+    except OSError as exc:
+        raise UnreadableImage(f"{where}: cannot read the row ({exc.strerror})") from exc
+    if hashlib.blake2b(raw, digest_size=16).hexdigest() != item["content"]:
+        raise UnreadableImage(f"{where}: the row changed since the CSV was read; run again")
+    fields = next(csv.reader([raw.decode("utf-8")]))
+    pixels = max(fields, key=len)
+    values = np.array(pixels.split(), dtype=np.int64)
+    if values.max(initial=0) > 255:
+        raise UnreadableImage(f"{where}: pixel value {values.max()} is above 255")
+    return values.astype(np.uint8).reshape(SIDE, SIDE)
