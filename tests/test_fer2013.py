@@ -1,0 +1,186 @@
+"""FER2013 and FER+ from their own files (../shared/data/fer2013: the first 400 rows of
+fer2013.csv, and FER+'s fer2013new.csv for all 35,887 rows): every row an image and a row, the
+pixels and labels as the CSV has them, the re-release and Kaggle layouts, bad rows, the checked
+join of FER+ and its label modes, faces on 48-px images, and Landmark-Driven FER's export."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fer_prep.cli import main
+from fer_prep.datasets import get_dataset
+from fer_prep.errors import InputError
+from fer_prep.exports import export
+from fer_prep.ferplus_votes import label, target
+from fer_prep.manifest import read_manifest
+from fer_prep.runner import run
+
+CODES = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness", 5: "surprise",
+         6: "neutral"}
+
+
+def _rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))[1:]
+
+
+@pytest.fixture(scope="module")
+def fer(shared: Path) -> Path:
+    return shared / "data/fer2013"
+
+
+@pytest.fixture(scope="module")
+def aligned(fer: Path, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("work")
+    run("fer2013", "align", work, root=fer, jobs=2)
+    return work
+
+
+def test_every_row_is_an_image_with_the_csvs_pixels_label_and_split(fer, aligned) -> None:
+    rows = _rows(fer / "fer2013.csv")
+    faces = read_manifest(aligned / "fer2013/align")
+    assert len(faces) == len(rows) == 400 and (faces["status"] == "ok").all()
+    assert (faces["detector"] == "whole-image+dlib68").all()  # the given path, every face
+    for i, (code, pixels, usage) in enumerate(rows):
+        face = faces.iloc[i]
+        assert face.sample_id == f"fer{i:07d}" and face.source_line == i + 2
+        assert face.label == CODES[int(code)] and face.label_code == int(code)
+        assert face.split == usage
+        chip = cv2.imread(str(aligned / "fer2013/align" / face.face_path), cv2.IMREAD_UNCHANGED)
+        assert chip.shape == (48, 48)  # the 48-px face as it is, not resampled
+        assert (chip == np.array(pixels.split(), np.uint8).reshape(48, 48)).all(), i
+        assert np.asarray(face.landmarks68).shape == (136,)
+
+
+def test_the_rerelease_and_kaggles_layouts_read_the_same_rows(fer, tmp_path) -> None:
+    rows = _rows(fer / "fer2013.csv")[:30]
+    icml = tmp_path / "icml"
+    icml.mkdir()
+    with open(icml / "icml_face_data.csv", "w", newline="") as fh:
+        fh.write("emotion, Usage, pixels\n")
+        csv.writer(fh, lineterminator="\n").writerows([[c, u, p] for c, p, u in rows])
+    kaggle = tmp_path / "kaggle"
+    kaggle.mkdir()
+    with open(kaggle / "train.csv", "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([["emotion", "pixels"],
+                                                      *[[c, p] for c, p, _ in rows[:20]]])
+    with open(kaggle / "test.csv", "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([["pixels"], *[[p] for _, p, _ in
+                                                                     rows[20:]]])
+    ds = get_dataset("fer2013")
+    original = ds.read(fer, ds.options())[:30]
+    rerelease = ds.read(icml, ds.options())
+    assert [(i["label"], i["split"], i["content"] is not None) for i in rerelease] == [
+        (i["label"], i["split"], True) for i in original]
+    assert all((ds.load_image(a) == ds.load_image(b)).all() for a, b in zip(original, rerelease,
+                                                                             strict=True))
+    both = ds.read(kaggle, ds.options())
+    assert [i["sample_id"] for i in both] == [*(f"train{i:07d}" for i in range(20)),
+                                             *(f"test{i:07d}" for i in range(10))]
+    assert {i["split"] for i in both[:20]} == {"Training"}
+    assert all(i["label"] is None and i["split"] == "Test" for i in both[20:])
+    assert (ds.load_image(both[25]) == ds.load_image(original[25])).all()
+
+
+def test_bad_rows_are_rows_naming_the_file_and_line(fer, tmp_path) -> None:
+    rows = _rows(fer / "fer2013.csv")[:12]
+    rows[2][1] = " ".join(rows[2][1].split()[:-1])  # 2,303 values
+    rows[4][1] = " ".join(["x", *rows[4][1].split()[1:]])  # a value that is no number
+    rows[6][0] = "7"  # not a FER2013 code
+    rows[8][1] = " ".join(["300", *rows[8][1].split()[1:]])  # above 255
+    root = tmp_path / "bad"
+    root.mkdir()
+    with open(root / "fer2013.csv", "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([["emotion", "pixels", "Usage"], *rows])
+    result = CliRunner().invoke(main, ["fer2013", "align", "--root", str(root), "--work",
+                                       str(tmp_path / "work"), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    faces = read_manifest(tmp_path / "work/fer2013/align").set_index("sample_id")
+    csv_path = root / "fer2013.csv"
+    expected = {"fer0000002": ("bad_pixels", f"{csv_path}:4: 2303 pixel values"),
+                "fer0000004": ("bad_pixels", f"{csv_path}:6: pixel value 'x' is not a number"),
+                "fer0000006": ("bad_label", f"{csv_path}:8: emotion '7'"),
+                "fer0000008": ("unreadable", f"{csv_path}:10: pixel value 300 is above 255")}
+    for sample_id, (status, message) in expected.items():
+        assert faces.loc[sample_id, "status"] == status, sample_id
+        assert faces.loc[sample_id, "message"].startswith(message), faces.loc[sample_id]
+        assert message.split(": ")[0] in result.output  # said on the console, file and line
+    assert (faces.drop(index=list(expected))["status"] == "ok").all()
+
+
+def test_faces_on_48_px_images_with_a_detector_with_and_without_upscaling(fer, tmp_path):
+    """MediaPipe detection on 48-px faces (the counts go in the README) next to the given box."""
+    counts = {}
+    for label_, extra in (("plain", {}), ("upscaled", {"upscale": 192})):
+        result = run("fer2013", "align", tmp_path / label_, root=fer, backend="mediapipe",
+                     template="eyes", jobs=2, **extra)
+        assert sum(result.counts.values()) == 400  # a face never dropped: a row either way
+        counts[label_] = result.counts.get("ok", 0)
+        faces = read_manifest(result.folder)
+        if extra:
+            assert faces.loc[faces.status == "ok", "detector"].str.endswith("+upscale×4").all()
+    assert 0 < counts["plain"] < 400 and 0 < counts["upscaled"] < 400, counts
+
+
+def test_ferplus_is_joined_by_row_and_checked_by_usage(fer, tmp_path) -> None:
+    votes = _rows(fer / "fer2013new.csv")
+    result = run("ferplus", "align", tmp_path / "work", root=fer, jobs=2)
+    faces = read_manifest(result.folder)
+    assert len(faces) == 400
+    for i, face in enumerate(faces.itertuples()):
+        usage, name, *counts = votes[i]
+        assert face.split == usage and list(face.votes) == [int(c) for c in counts]
+        dist, why = target([int(c) for c in counts], "majority", usage == "Training")
+        if not name:
+            assert face.status == "dropped" and face.message.endswith("leaves the row out)")
+        elif dist is None:
+            assert face.status == "dropped" and face.message.endswith(f"majority: {why}")
+        else:
+            assert face.status == "ok" and face.label == label(dist)
+            assert face.ferplus_name == name and np.allclose(face.target, dist)
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(fer / "fer2013.csv", moved)
+    text = (fer / "fer2013new.csv").read_text().splitlines()
+    text[11] = text[11].replace("Training", "PublicTest", 1)  # row 11 in another split
+    (moved / "fer2013new.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(InputError, match=r"fer2013new.csv:12: Usage 'PublicTest'.*not in the "
+                       "same order"):
+        run("ferplus", "align", tmp_path / "w2", root=moved)
+
+
+@pytest.mark.parametrize("mode", ["majority", "probability", "crossentropy", "multi_target"])
+def test_ferplus_label_modes(fer, tmp_path, mode: str) -> None:
+    result = run("ferplus", "align", tmp_path, root=fer, label_mode=mode, jobs=2)
+    faces = read_manifest(result.folder)
+    kept = faces[faces.status == "ok"]
+    expected = [target([int(c) for c in r[2:]], mode, r[0] == "Training")
+                for r in _rows(fer / "fer2013new.csv")[:400]]
+    names = [r[1] for r in _rows(fer / "fer2013new.csv")[:400]]
+    assert len(kept) == sum(d is not None and bool(n) for (d, _), n in
+                            zip(expected, names, strict=True))
+    assert pd.Series([len(t) for t in kept.target]).eq(8).all()
+
+
+def test_fer2013_folds_and_landmark_driven_export(aligned, tmp_path) -> None:
+    folds = run("fer2013", "folds", aligned)
+    assert folds.record["params"]["scheme"] == "official"  # FER2013's own split by default
+    out = tmp_path / "ldfer"
+    result = export("landmark-driven", "fer2013", aligned, out)
+    assert result.counts["images"] == 400
+    listed = (out / "fold_0/train_images.txt").read_text().split()
+    labels = np.loadtxt(out / "fold_0/train_labels.txt")
+    assert len(listed) == len(labels) == 400  # every row is Training in these 400
+    for path in listed[:20]:  # as datagen.py reads them
+        image = cv2.imread(str(out / path), cv2.IMREAD_GRAYSCALE)
+        points = np.loadtxt(str(out / path)[:-3] + "txt").reshape(68, 2)
+        assert image.shape == (48, 48) and ((points > -5) & (points < 53)).all()
