@@ -402,9 +402,12 @@ def sample(out: Path, only: tuple[str, ...]) -> None:
 @click.option("--size", type=click.IntRange(16, 2048),
               help="landmark-driven only: image side in pixels [48, the seed's --image_width].")
 @click.option("--force", is_flag=True,
-              help="Write into an --out holding other files (replacing only our names).")
+              help="Write into an --out holding other files (replacing only our files).")
+@click.option("--allow-empty", is_flag=True,
+              help="Write an export the seed's loader would fail on (an empty test fold, a test "
+                   "class without its mask) instead of refusing.")
 def export_(format_: str, dataset: str, work: Path, out: Path, link: bool, size: int | None,
-            force: bool) -> None:
+            force: bool, allow_empty: bool) -> None:
     """Write the folds of a dataset, with its faces, in a seed paper's own layout.
 
     fmpn: FMPN-FER; emotion-fan: Emotion-FAN; imagefolder: torchvision / MA-Net;
@@ -416,7 +419,7 @@ def export_(format_: str, dataset: str, work: Path, out: Path, link: bool, size:
         raise click.UsageError("--size applies to landmark-driven only")
     options = {} if size is None else {"size": size}
     result = export(format_, dataset, work, out, how="link" if link else "copy", force=force,
-                    **options)
+                    allow_empty=allow_empty, **options)
     for message in result.skipped:
         click.echo(f"warning: {message}", err=True)
     click.echo(result.summary())

@@ -202,7 +202,14 @@ def test_dense_warp_is_piecewise_affine_over_the_landmarks(work: Path) -> None:
 
 
 def test_the_fmpn_export_carries_the_masks(work: Path, tmp_path: Path) -> None:
-    export("fmpn", "ckplus", work, tmp_path / "CKPlus", how="copy")
+    # 18 sequences in FMPN's 10 folds: 6 folds without a test face, and sadness (S106 alone,
+    # fold 4's test) with no mask in fold 4: FMPN's loader fails on both, so the export refuses
+    with pytest.raises(InputError, match=r"fold 0 has no test faces.*fold 4: no mask for its "
+                       r"test class sadness \(masks/4/5.png\).*--allow-empty"):
+        export("fmpn", "ckplus", work, tmp_path / "CKPlus", how="copy")
+    assert not (tmp_path / "CKPlus").exists()
+    result = export("fmpn", "ckplus", work, tmp_path / "CKPlus", how="copy", allow_empty=True)
+    assert sum("--allow-empty" in note for note in result.notes) == 7
     for fold in range(10):
         ours = sorted(p.name for p in (work / f"ckplus/masks/{fold}").glob("*.png"))
         theirs = sorted(p.name for p in (tmp_path / f"CKPlus/imgs_res/{fold}").glob("*.png"))

@@ -11,7 +11,8 @@ format lives in its own module, registered by name in `EXPORTS` and imported onl
 
 The export is built in a temporary sibling of `out` and moved into place entry by entry at the
 end, so a killed run leaves nothing half-written in `out`. An `out` that holds files this export
-did not write is refused unless `force`; then only the names the export writes are replaced.
+did not write is refused unless `force`; then only the files the export writes are replaced, and
+a user's file stays, beside ours or inside one of our folders.
 A row whose face file is missing is reported by name and left out; the rest goes on.
 """
 
@@ -93,10 +94,10 @@ class Source:
 class Staging:
     """The export's temporary folder: exporters place faces and write files here."""
 
-    def __init__(self, root: Path, how: str) -> None:
+    def __init__(self, root: Path, how: str, allow_empty: bool = False) -> None:
         if how not in HOW:
             raise OptionError(f"how must be one of {HOW}, not {how!r}")
-        self.root, self.how = root, how
+        self.root, self.how, self.allow_empty = root, how, allow_empty
         self.placed: Counter[str] = Counter()  # faces by how they were placed
         self.counts: Counter[str] = Counter()  # what the exporter wants the summary to say
         self.skipped: list[str] = []  # one message per item left out, naming it
@@ -137,6 +138,16 @@ class Staging:
 
     def skip(self, message: str) -> None:
         self.skipped.append(message)
+
+    def loader_check(self, export: str, problems: list[str]) -> None:
+        """What would crash the seed's loader (an empty test fold, a class without its mask):
+        InputError naming each, unless `allow_empty`, when they become notes."""
+        if not problems:
+            return
+        if not self.allow_empty:
+            raise InputError(f"{export} export: " + "; ".join(problems) + " — the seed's loader "
+                             "fails on these; --allow-empty writes the export anyway")
+        self.notes += [f"{p} (written anyway: --allow-empty)" for p in problems]
 
 
 @dataclass
@@ -231,35 +242,51 @@ def _check_out(out: Path, name: str, dataset: str, force: bool) -> None:
 
 
 def _publish(staging: Path, out: Path, marker: dict[str, Any]) -> None:
-    """Move each top-level entry of `staging` into `out`, replacing same-named and stale ones.
+    """Move every file of `staging` into `out`, replacing same-named ones, and delete the files
+    the earlier export of this format wrote that this one does not; nothing else in `out` (a
+    user's own file beside ours, or inside one of our folders) is touched.
 
-    The marker first lists the earlier export's names and the new ones, so a run killed while
-    moving still owns every name it touched; it lists the new names alone once all are moved.
+    The marker first lists the earlier export's files and the new ones, so a run killed while
+    moving still owns every name it touched; it lists the new ones alone once all are moved.
     """
     out.mkdir(parents=True, exist_ok=True)
-    new, before = _entries(staging), _ours(out, marker["format"], marker["dataset"])
+    new = {p.relative_to(staging).as_posix() for p in staging.rglob("*")
+           if p.is_file() or p.is_symlink()}
+    before = _our_files(out, marker["format"], marker["dataset"])
+    entries = {rel.split("/")[0] for rel in new}
     write_text_atomic(out / MARKER, _marker_text(marker, new | before))
-    for name in sorted(new):
-        target = out / name
-        if _is_folder(target):  # a folder cannot be replaced in one step: swap, then delete
-            trash = out / f".{name}{TMP_MARK}old-{os.getpid()}"
-            os.replace(target, trash)
-            os.replace(staging / name, target)
-            shutil.rmtree(trash)
-        else:
-            if _is_folder(staging / name):
-                target.unlink(missing_ok=True)  # a file where the folder goes
-            os.replace(staging / name, target)
-    for name in before - new - {MARKER}:
-        if _is_folder(out / name):
-            shutil.rmtree(out / name)
-        else:
-            (out / name).unlink(missing_ok=True)
-    write_text_atomic(out / MARKER, _marker_text(marker, new))
+    for rel in sorted(new):
+        target = out / rel
+        if _is_folder(target):
+            raise InputError(f"{target}: a folder where the export writes a file; move it away")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, target)
+    for rel in sorted(before - new - {MARKER}):
+        gone = out / rel
+        if gone.is_symlink() or gone.is_file():
+            gone.unlink()
+        for parent in gone.parents:  # folders the export emptied go too; a user's file stays
+            if parent == out or not parent.is_dir() or any(parent.iterdir()):
+                break
+            parent.rmdir()
+    write_text_atomic(out / MARKER, _marker_text(marker, new, entries))
 
 
-def _marker_text(marker: dict[str, Any], entries: set[str]) -> str:
-    return json.dumps({**marker, "entries": sorted(entries)}, indent=2) + "\n"
+def _our_files(out: Path, name: str, dataset: str) -> set[str]:
+    """The files an earlier export of the same format and dataset wrote into `out`."""
+    try:
+        marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
+        same = (marker["format"], marker["dataset"]) == (name, dataset)
+        return set(marker.get("files", [])) if same else set()
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _marker_text(marker: dict[str, Any], files: set[str], entries: set[str] | None = None
+                 ) -> str:
+    tops = {rel.split("/")[0] for rel in files} if entries is None else entries
+    return json.dumps({**marker, "entries": sorted(tops), "files": sorted(files)},
+                      indent=2) + "\n"
 
 
 def _is_folder(path: Path) -> bool:
@@ -279,12 +306,15 @@ def export(
     out: str | Path,
     how: str = "link",
     force: bool = False,
+    allow_empty: bool = False,
     **options: Any,
 ) -> ExportResult:
     """Write the folds of `dataset` under `work` into `out` in the export format `name`.
 
     `how`: `link` places faces as hard links (symbolic links where hard links fail, copies
-    where both fail), `copy` copies them. `options` go to the format (landmark-driven: `size`).
+    where both fail), `copy` copies them. `allow_empty`: write what the seed's loader would
+    fail on (an empty test fold, a test class without its mask) instead of refusing. `options`
+    go to the format (landmark-driven: `size`).
     """
     write = exporter(name)
     out = Path(out)
@@ -295,7 +325,7 @@ def export(
     root = out.parent / f".{out.name}{TMP_MARK}{os.getpid()}"
     root.mkdir()
     try:
-        staging = Staging(root, how)
+        staging = Staging(root, how, allow_empty)
         source = _drop_missing_faces(source, staging)
         if source.record.get("stale"):
             staging.notes.append(f"the {dataset} folds are stale (align changed after them); "

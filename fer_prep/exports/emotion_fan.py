@@ -85,6 +85,10 @@ def _ckplus(source: Source, out: Staging) -> None:
                          "(`--fold 1…10`)")
     out.text(CKPLUS_LIST, fold_list(sequences, source.folds))
     out.counts["sequences listed"] = len(sequences)
+    out.loader_check("emotion-fan", [
+        f"fold {fold} has no test sequence (a `{fold + 1}-fold 0` header; Emotion-FAN's "
+        f"--fold {fold + 1} fails on it)" for fold in source.folds
+        if not (sequences["fold"] == fold).any()])
     if not source.has_faces:
         out.notes.append("no faces in the folds (computed from labels alone): face/ not written")
         return
@@ -123,3 +127,4 @@ def _afew(source: Source, out: Staging) -> None:
                              "different splits) would share one folder")
         out.text(f"txt/{name}", "".join(f"{line}\n" for line in sorted(lines)))
         out.counts[f"clips in {name}"] = len(lines)
+        out.loader_check("emotion-fan", [f"txt/{name} lists no clip"] if not lines else [])

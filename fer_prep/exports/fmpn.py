@@ -57,9 +57,13 @@ def write(source: Source, out: Staging) -> None:
                              "of a sequence")
         listed = listed[listed["role"].eq(PEAK)]
 
+    problems = []
     for fold in source.folds:
         for which in ("train", "test"):
             names = sorted(face_name(r) for r in source.part(fold, which, listed).itertuples())
+            if not names:
+                problems.append(f"fold {fold} has no {which} faces (an empty "
+                                f"{which}_ids_{fold}.csv)")
             out.text(f"{which}_ids_{fold}.csv", "\n".join(names))
             out.counts["lists"] += 1
     if source.has_faces:
@@ -72,7 +76,8 @@ def write(source: Source, out: Staging) -> None:
     table = sequence_codes(source, codes)
     out.data("emotion_labels.pkl", pickle.dumps(table, protocol=2))  # protocol 2: Python 2 too
     out.counts["sequences in emotion_labels.pkl"] = len(table)
-    _masks(source, out)
+    problems += _masks(source, out, listed, codes)
+    out.loader_check("fmpn", problems)
 
 
 def sequence_codes(source: Source, codes: dict[str, int]) -> dict[str, float | int]:
@@ -91,14 +96,21 @@ def sequence_codes(source: Source, codes: dict[str, int]) -> dict[str, float | i
     return labels
 
 
-def _masks(source: Source, out: Staging) -> None:
-    """Copy `WORK/<dataset>/masks/<fold>/<class>.png` into `imgs_res/`, when they exist."""
+def _masks(source: Source, out: Staging, listed: Any, codes: dict[str, int]) -> list[str]:
+    """Copy `WORK/<dataset>/masks/<fold>/<class>.png` into `imgs_res/`, when they exist; the
+    test classes of a fold without their mask, which FMPN-FER's loader cannot read."""
     masks = source.work / source.dataset / "masks"
     if not masks.is_dir():
         out.notes.append(f"imgs_res/ not written: no masks in {masks} (the masks stage makes "
                          "them); FMPN-FER needs imgs_res/<fold>/<class>.png to train")
-        return
+        return []
+    missing = []
     for fold in source.folds:
         for mask in sorted((masks / str(fold)).glob("*.png")):
             out.place(mask, f"imgs_res/{fold}/{mask.name}")
             out.counts["masks"] += 1
+        for label in sorted(set(source.part(fold, "test", listed)["label"])):
+            if not (masks / str(fold) / f"{codes[label] - 1}.png").is_file():
+                missing.append(f"fold {fold}: no mask for its test class {label} "
+                               f"(masks/{fold}/{codes[label] - 1}.png)")
+    return missing
