@@ -362,7 +362,13 @@ def test_a_missing_face_is_named_and_the_rest_exported(ckplus_work: Path, tmp_pa
     n = len(list((tmp_path / "out").rglob("*.png")))
     assert f"{n} files; placed as {n} copies; 1 skipped" in out.output
     files = {p.stem for p in (tmp_path / "out").rglob("*.png")}
-    assert gone["sample_id"] not in files and len(files) == len(faces) - 1
+    expected = set()  # per fold, the classes both parts share (see the imagefolder test)
+    for k in range(K):
+        parts = [pd.read_csv(work / f"ckplus/folds/fold_{k}/{p}.csv") for p in ("train", "test")]
+        shared = set(parts[0]["label"]) & set(parts[1]["label"])
+        expected |= {s for part in parts for s in part.loc[part["label"].isin(shared),
+                                                           "sample_id"]}
+    assert gone["sample_id"] not in files and files == expected - {gone["sample_id"]}
 
 
 def test_out_with_other_files_is_refused_unless_forced(shared: Path, tmp_path: Path) -> None:
