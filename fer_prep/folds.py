@@ -4,7 +4,9 @@ A scheme gets the rows it may use and returns each one's fold: 0…k−1, the fo
 holds it, or −1 for a row that is only ever trained on (an official train split); a row a scheme
 leaves out (not in a split file) gets NA and a reason. Train of fold K is every used row not in
 test K. `assign` applies a scheme to a whole table and refuses a subject in train and test of one
-fold, whatever the scheme.
+fold, whatever the scheme; `fold_count` says how many folds it made, and `subject_independent`
+whether the placement is known to keep every person on one side (rows without subject ids, as
+`image-kfold` places them, are not).
 """
 
 from __future__ import annotations
@@ -122,6 +124,59 @@ def emotion_fan(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     return _placed(rows["subject"].map(fold))
 
 
+@_scheme("loso", by_subject=True, k_folds=False)
+def loso(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """Leave one subject out: one fold per subject (sorted ascending: the i-th is fold i).
+
+    The number of folds is the number of subjects used, whatever --k says (JAFFE: 10).
+    """
+    fold = {s: i for i, s in enumerate(sorted(rows["subject"].unique()))}
+    return _placed(rows["subject"].map(fold))
+
+
+@_scheme("image-kfold", seeded=True)
+def image_kfold(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """Stratified k folds over images (whole sequences), for datasets without subject ids
+    (seeded; NOT subject-independent).
+
+    scikit-learn's `StratifiedKFold` (shuffled by the seed) over the sequences sorted by id, each
+    with its most frequent label (a still is its own sequence; a clip's frames stay together):
+    every class is split as evenly as its count allows (per fold within one of count / k).
+    Without subject ids one person's images may lie in train and test, so the folds record says
+    `subject_independent: false`. Rows with subject ids are refused: their schemes keep each
+    subject on one side (subject-kfold, loso).
+    """
+    import logging
+    import warnings
+
+    from sklearn.model_selection import StratifiedKFold
+
+    if rows["subject"].notna().any() if "subject" in rows else False:
+        first = rows["subject"].dropna().iloc[0]
+        raise FoldError(f"scheme image-kfold is for datasets without subject ids, and "
+                        f"{opts.dataset.name} rows have them (e.g. {first}): it would put a "
+                        "subject's images in train and test; use --scheme subject-kfold or loso")
+    labels = rows.groupby(rows["sequence"].astype(str))["label"].agg(
+        lambda s: s.astype(str).value_counts().sort_index().idxmax())
+    labels = labels.sort_index()
+    splitter = StratifiedKFold(n_splits=opts.k, shuffle=True, random_state=opts.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            parts = list(splitter.split(labels.to_numpy(), labels.to_numpy()))
+        except ValueError as exc:
+            raise FoldError(f"{len(labels)} sequences cannot fill {opts.k} folds for scheme "
+                            f"image-kfold ({exc}); lower --k") from None
+    counts = labels.value_counts()
+    if (counts < opts.k).any():
+        few = ", ".join(f"{c} {n}" for c, n in counts[counts < opts.k].items())
+        logging.getLogger("fer_prep").warning(f"image-kfold: fewer than k = {opts.k} of "
+                                              f"{few}: some folds test none of them")
+    del caught  # scikit-learn's own warning says the same, less clearly
+    fold = {seq: k for k, (_, test) in enumerate(parts) for seq in labels.index[test]}
+    return _placed(rows["sequence"].astype(str).map(fold))
+
+
 @_scheme("official", k_folds=False)
 def official(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     """The dataset's own train/test split as one fold (AFEW Train/Val, FER2013 Usage, …)."""
@@ -186,11 +241,14 @@ def assign(rows: pd.DataFrame, name: str, opts: Options) -> pd.DataFrame:
     if scheme.by_subject:
         if "subject" not in used or used["subject"].isna().any():
             raise FoldError(f"scheme {name} places subjects, and {opts.dataset.name} rows have no "
-                            "subject id; use --scheme official or file")
+                            "subject id; use --scheme image-kfold (not subject-independent), "
+                            "official or file")
         subjects = used["subject"].unique()
-        if len(subjects) < opts.k:
-            raise FoldError(f"{len(subjects)} subjects cannot fill {opts.k} folds for scheme "
-                            f"{name}; lower --k")
+        needed = opts.k if scheme.k_folds else 2
+        if len(subjects) < needed:
+            fix = "; lower --k" if scheme.k_folds else ""
+            raise FoldError(f"{len(subjects)} subjects cannot fill {needed} folds for scheme "
+                            f"{name}{fix}")
     placed = scheme.assign(used, opts)
     out = rows.assign(fold=-1, status="excluded", message=why)
     out.loc[placed.index, "message"] = placed["message"]
@@ -203,6 +261,25 @@ def assign(rows: pd.DataFrame, name: str, opts: Options) -> pd.DataFrame:
                         f"most are excluded as: {reasons.index[0]} ({reasons.iloc[0]} rows)")
     check_subjects(out)
     return out
+
+
+def fold_count(name: str, placed: pd.DataFrame, opts: Options) -> int:
+    """How many folds scheme `name` made of `placed` (what `assign` gives): k for a k-fold
+    scheme, a split file's folds for `file`, else one past the highest fold placed (loso: one
+    per subject; official: one)."""
+    if SCHEMES.get(name).k_folds:
+        return opts.k
+    if opts.split is not None:
+        return int(opts.split["fold"].max()) + 1
+    return max(int(placed.loc[placed["status"] == "ok", "fold"].max()), 0) + 1
+
+
+def subject_independent(placed: pd.DataFrame) -> bool:
+    """Whether the folds are known to keep every person on one side: every used row has a
+    subject id (`assign` then refused any subject in two folds). Rows without ids (FER2013,
+    AFEW, `image-kfold`) may hold one person in train and test."""
+    used = placed[placed["status"] == "ok"]
+    return "subject" in used and bool(used["subject"].notna().all())
 
 
 def check_subjects(table: pd.DataFrame) -> None:

@@ -26,6 +26,7 @@ from fer_prep.datasets import get_dataset
 from fer_prep.datasets.ckplus import CODES
 from fer_prep.errors import InputError
 from fer_prep.exports import EXPORTS, MARKER, export
+from fer_prep.exports.emotion_fan import CKPLUS_LIST
 from fer_prep.exports.fmpn import seed_codes
 from fer_prep.exports.landmark_driven import chip_points
 from fer_prep.manifest import read_manifest
@@ -447,3 +448,33 @@ def test_fmpn_codes_are_ckplus_own() -> None:
     assert {v: k for k, v in codes.items()} == {c: label for c, label in CODES.items() if c}
     with pytest.raises(InputError, match="no FMPN class order"):
         seed_codes(get_dataset("afew"))
+
+
+def test_a_users_file_inside_an_export_folder_stays(ckplus_work: Path, tmp_path: Path) -> None:
+    out = tmp_path / "CKPlus"
+    export("fmpn", "ckplus", ckplus_work, out)
+    mine = out / "imgs" / "my_own_face.png"
+    mine.write_bytes(b"the user's")
+    export("fmpn", "ckplus", ckplus_work, out)  # imgs/ is the export's: no --force needed
+    export("fmpn", "ckplus", ckplus_work, out, force=True)
+    assert mine.read_bytes() == b"the user's"
+    written = {p.name for p in (out / "imgs").iterdir()}
+    assert len(written) == 1 + sum(1 for _ in (out / "imgs").glob("S*.png"))
+
+
+def test_a_fold_without_test_sequences_is_refused_unless_allowed(shared: Path,
+                                                                 tmp_path: Path) -> None:
+    """The 5 shared subjects in Emotion-FAN's published 10 folds: the folds of the other subjects
+    are empty here, and its loader fails on an `N-fold 0` header."""
+    work = tmp_path / "work"
+    root = tmp_path / "ck"
+    shutil.copytree(shared / "data/ckplus/Emotion", root / "Emotion")
+    run("ckplus", "folds", work, root=root, split="ckplus-emotion-fan-10fold-v1")
+    result = CliRunner().invoke(main, ["export", "emotion-fan", "--dataset", "ckplus", "--work",
+                                       str(work), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "has no test sequence" in result.output
+    assert "--allow-empty" in result.output and not (tmp_path / "out").exists()
+    allowed = export("emotion-fan", "ckplus", work, tmp_path / "out", allow_empty=True)
+    listed = (tmp_path / "out" / CKPLUS_LIST).read_text().splitlines()
+    empty = [line for line in listed if line.endswith("-fold 0")]
+    assert empty and len(empty) == sum("has no test sequence" in n for n in allowed.notes)

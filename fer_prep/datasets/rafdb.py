@@ -206,49 +206,45 @@ def read_rafdb(root: Path, source: str = "aligned") -> list[dict[str, Any]]:
     return items
 
 
-def _numbers(path: Path, rows: int, per_row: int, what: str) -> tuple[list[float] | None, str]:
-    """The first `rows` lines of `path` as `per_row` numbers each (flat), or None and why."""
+def _numbers(path: Path, rows: int, per_row: int, what: str
+             ) -> tuple[list[float] | None, str, str]:
+    """The first `rows` lines of `path` as `per_row` numbers each (flat), or None with the
+    status and message saying why."""
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except FileNotFoundError:
-        return None, f"{path}: missing ({what})"
+        return None, "missing_annotation", f"{path}: missing ({what})"
     except OSError as exc:
-        return None, f"{path}: cannot be read ({exc.strerror})"
+        return None, "missing_annotation", f"{path}: cannot be read ({exc.strerror})"
     lines = [line.split() for line in text.splitlines() if line.strip()]
-    values: list[float] = []
     try:
         if len(lines) < rows or any(len(line) != per_row for line in lines[:rows]):
             raise ValueError
-        values = [float(v) for line in lines[:rows] for v in line]
+        return [float(v) for line in lines[:rows] for v in line], "ok", ""
     except ValueError:
         shape = f"{rows} lines of {per_row} numbers" if rows > 1 else f"{per_row} numbers"
-        return None, f"{path}: expected {shape} ({what}), found {text.strip()[:60]!r}"
-    return values, ""
+        return None, "bad_annotation", (f"{path}: expected {shape} ({what}), found "
+                                        f"{text.strip()[:60]!r}")
 
 
 def _annotations(stem: str, folders: dict[str, Path | None]) -> dict[str, Any]:
     """The box (as x, y, w, h) and points of one photo, or its status and message."""
-    found: dict[str, Any] = {}
-    box, problem = _numbers(folders[BOXES] / f"{stem}_boundingbox.txt", 1, 4,
-                            "the face's box: x_min y_min x_max y_max")
+    path = folders[BOXES] / f"{stem}_boundingbox.txt"
+    box, status, message = _numbers(path, 1, 4, "the face's box: x_min y_min x_max y_max")
+    found: dict[str, Any] = {"given_box": None, **{c: None for *_, c in ANNOTATIONS.values()}}
     if box is not None:
         x0, y0, x1, y1 = box
         if x1 <= x0 or y1 <= y0:
-            box, problem = None, (f"{folders[BOXES] / f'{stem}_boundingbox.txt'}: box {box} is "
-                                  "empty (x_max ≤ x_min or y_max ≤ y_min)")
-        else:
-            found["given_box"] = [x0, y0, x1 - x0, y1 - y0]
+            status, message = "bad_annotation", (f"{path}: box {box} is empty (x_max ≤ x_min "
+                                                 "or y_max ≤ y_min)")
+        found["given_box"] = [x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)]
     for kind, (suffix, count, column) in ANNOTATIONS.items():
-        found[column] = None
         folder = folders[kind]
-        if folder is None or problem:
-            continue
-        found[column], problem = _numbers(folder / f"{stem}{suffix}", count, 2,
-                                          f"{count} points x y, one a line")
-    if problem:
-        status = "missing_annotation" if problem.endswith(")") and ": missing (" in problem \
-            else "bad_annotation"
-        return {**found, "given_box": None, "status": status, "message": problem}
+        if folder is not None and status == "ok":
+            found[column], status, message = _numbers(folder / f"{stem}{suffix}", count, 2,
+                                                      f"{count} points x y, one a line")
+    if status != "ok":
+        return {**found, "given_box": None, "status": status, "message": message}
     return found
 
 
@@ -278,7 +274,7 @@ def aligned_face(image: Any, five: Any, side: int = 100) -> tuple[Any, Any]:
     five = np.asarray(five, float).reshape(5, 2)
     src = np.stack([five[0], five[1], five[3:5].mean(0)])
     matrix = cv2.estimateAffinePartial2D(src, np.asarray(ALIGNED_POINTS) * side / 100)[0]
-    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_AREA), matrix
+    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR), matrix
 
 
 def write_rafdb_sample(out: Path) -> Path:
@@ -296,8 +292,14 @@ def write_rafdb_sample(out: Path) -> Path:
     from skimage import data
 
     from fer_prep.faces import five_points
-    from fer_prep.sample import ASTRONAUT_LANDMARKS, SUBJECTS, _apply, _peak, _render, \
-        _similarity
+    from fer_prep.sample import (
+        ASTRONAUT_LANDMARKS,
+        SUBJECTS,
+        _apply,
+        _peak,
+        _render,
+        _similarity,
+    )
 
     root = Path(out) / "rafdb"
     folders = {k: root / k for k in ("EmoLabel", "Image/original", "Image/aligned",
