@@ -180,9 +180,8 @@ def estimate_norm(src: np.ndarray, points: np.ndarray, size: int, padding: float
 
     dst = (np.asarray(points, float) + padding) / (1 + 2 * padding) * size
     if edges:  # pixel i's centre is at i + ½ in edge coordinates, in the frame as in the chip
-        fit = SimilarityTransform.from_estimate(np.asarray(src, float), dst).params
-        half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
-        return (np.linalg.inv(half) @ fit @ half)[:2]
+        fit = SimilarityTransform.from_estimate(np.asarray(src, float), dst).params[:2]
+        return np.column_stack([fit[:, :2], fit[:, :2] @ (0.5, 0.5) + fit[:, 2] - 0.5])
     fit = SimilarityTransform.from_estimate(dst, np.asarray(src, float)).params  # chip → frame
     scale = np.hypot(fit[0, 0], fit[1, 0])
     rot = fit[:2, :2] / scale

@@ -151,30 +151,34 @@ def image_kfold(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
 
     from sklearn.model_selection import StratifiedKFold
 
-    if rows["subject"].notna().any() if "subject" in rows else False:
-        first = rows["subject"].dropna().iloc[0]
+    subjects = rows["subject"].dropna() if "subject" in rows else pd.Series(dtype=object)
+    if len(subjects):
         raise FoldError(f"scheme image-kfold is for datasets without subject ids, and "
-                        f"{opts.dataset.name} rows have them (e.g. {first}): it would put a "
-                        "subject's images in train and test; use --scheme subject-kfold or loso")
-    labels = rows.groupby(rows["sequence"].astype(str))["label"].agg(
-        lambda s: s.astype(str).value_counts().sort_index().idxmax())
-    labels = labels.sort_index()
+                        f"{opts.dataset.name} rows have them (e.g. {subjects.iloc[0]}): it would "
+                        "put a subject's images in train and test; use --scheme subject-kfold "
+                        "or loso")
+    sequence = rows["sequence"].astype(str)
+    labels = rows["label"].astype(str).groupby(sequence).agg(lambda s: s.mode().iloc[0])
+    labels = labels.sort_index()  # the input's row order does not matter
+    counts = labels.value_counts()
+    if len(labels) < opts.k:
+        raise FoldError(f"{len(labels)} sequences cannot fill {opts.k} folds for scheme "
+                        "image-kfold; lower --k")
+    if (counts < opts.k).any():
+        few = ", ".join(f"{n} {c}" for c, n in counts[counts < opts.k].sort_index().items())
+        logging.getLogger("fer_prep").warning(f"image-kfold: only {few} (fewer than k = "
+                                              f"{opts.k}): some folds test none of them")
     splitter = StratifiedKFold(n_splits=opts.k, shuffle=True, random_state=opts.seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():  # scikit-learn's own warning of the above, less clearly
+        warnings.simplefilter("ignore", UserWarning)
         try:
             parts = list(splitter.split(labels.to_numpy(), labels.to_numpy()))
-        except ValueError as exc:
-            raise FoldError(f"{len(labels)} sequences cannot fill {opts.k} folds for scheme "
-                            f"image-kfold ({exc}); lower --k") from None
-    counts = labels.value_counts()
-    if (counts < opts.k).any():
-        few = ", ".join(f"{c} {n}" for c, n in counts[counts < opts.k].items())
-        logging.getLogger("fer_prep").warning(f"image-kfold: fewer than k = {opts.k} of "
-                                              f"{few}: some folds test none of them")
-    del caught  # scikit-learn's own warning says the same, less clearly
+        except ValueError:  # every class smaller than k
+            sizes = ", ".join(f"{n} {c}" for c, n in counts.sort_index().items())
+            raise FoldError(f"no class has {opts.k} sequences ({sizes}): scheme image-kfold "
+                            f"cannot stratify {opts.k} folds; lower --k") from None
     fold = {seq: k for k, (_, test) in enumerate(parts) for seq in labels.index[test]}
-    return _placed(rows["sequence"].astype(str).map(fold))
+    return _placed(sequence.map(fold))
 
 
 @_scheme("official", k_folds=False)

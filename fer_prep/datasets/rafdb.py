@@ -98,7 +98,9 @@ class RAFDB(Dataset):
 
     def read_labels(self, root: Path) -> list[dict[str, Any]]:
         """The items from the list alone (no images): folds need nothing else."""
-        return read_list(list_file(root))
+        keep = ("line", "name")
+        return [{k: v for k, v in item.items() if k not in keep}
+                for item in read_list(list_file(root))]
 
     def item_path(self, item: dict[str, Any]) -> str:
         return f"{item['split']}/{item['sample_id']}"
@@ -191,8 +193,8 @@ def read_rafdb(root: Path, source: str = "aligned") -> list[dict[str, Any]]:
     items = []
     for entry in read_list(listed):
         line, name = entry.pop("line"), entry.pop("name")
-        if entry["status"] not in ("ok", "bad_label"):
-            items.append(entry)
+        if entry["status"] not in ("ok", "bad_label"):  # a line naming no image: the list
+            items.append({**entry, "source_path": str(listed.absolute())})
             continue
         stem = entry["sample_id"]
         path = images / (f"{stem}_aligned.jpg" if source == "aligned" else name)

@@ -43,6 +43,8 @@ EXPORTS.add("fmpn", "fer_prep.exports.fmpn:write")
 EXPORTS.add("emotion-fan", "fer_prep.exports.emotion_fan:write")
 EXPORTS.add("imagefolder", "fer_prep.exports.imagefolder:write")
 EXPORTS.add("landmark-driven", "fer_prep.exports.landmark_driven:write")
+EXPORTS.add("ferplus", "fer_prep.exports.ferplus:write")
+EXPORTS.add("diversified-fer", "fer_prep.exports.diversified_fer:write")
 
 MARKER = "fer-prep-export.json"  # what an export wrote into `out`, so a re-export may replace it
 HOW = ("link", "copy")

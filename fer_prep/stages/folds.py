@@ -2,7 +2,8 @@
 the lists.
 
     WORK/<dataset>/folds/
-      stage.json                     params (scheme, k, seed, split), n_folds, fingerprints, counts
+      stage.json                     params (scheme, k, seed, split), n_folds, test_rows,
+                                     subject_independent, fingerprints, counts
       manifest.parquet, manifest.csv one row per input row, `fold` = the fold whose test part
                                      holds it (−1: none), `status` ok / excluded, `message` why
       fold_<K>/train.csv, test.csv   the ok rows of each part: sample_id, subject, sequence,
@@ -50,7 +51,7 @@ class FoldsParams(Params):
     scheme: str | None = option(None, "Fold scheme [the dataset's: subject-kfold, AFEW "
                                 "official; file when --split is given].", choices=_schemes)
     k: int = option(10, "Number of folds (k-fold schemes).", low=2)
-    seed: int = option(0, "Seed (subject-kfold).")
+    seed: int = option(0, "Seed (subject-kfold, image-kfold).")
     split: str | None = option(None, "Scheme file: a shipped split's name or a split CSV.")
 
     def resolved(self) -> FoldsParams:
@@ -120,7 +121,11 @@ class Folds(Stage):
 
     def notes(self, record: dict[str, Any]) -> list[str]:
         sizes = " ".join(str(n) for n in record.get("test_rows", []))
-        return [f"{record.get('n_folds')} fold(s); test rows per fold: {sizes}"]
+        lines = [f"{record.get('n_folds')} fold(s); test rows per fold: {sizes}"]
+        if record.get("subject_independent") is False:
+            lines.append("not subject-independent: the rows have no subject ids, so one "
+                         "person's faces may be in train and test")
+        return lines
 
     def reads_dataset(self, params: FoldsParams, ctx: Context) -> bool:
         return ctx.root is not None
@@ -156,15 +161,14 @@ class Folds(Stage):
 
     def reduce(self, ctx: Context, params: FoldsParams, rows: pd.DataFrame) -> Reduced:
         from fer_prep.cache import atomic_path
-        from fer_prep.folds import SCHEMES, Options, assign
+        from fer_prep.folds import Options, assign, fold_count, subject_independent
         from fer_prep.splits import read_split, resolve_split
 
         table = read_split(resolve_split(params.split)[0]) if params.split else None
         opts = Options(ctx.dataset, params.k or 10, params.seed or 0, table, params.split or "")
         placed = _typed(assign(rows.drop(columns=["fingerprint"]), params.scheme, opts)
                         [list(COLUMNS)])
-        n_folds = (params.k if SCHEMES.get(params.scheme).k_folds
-                   else int(table["fold"].max()) + 1 if table is not None else 1)
+        n_folds = fold_count(params.scheme, placed, opts)
         ok = placed[placed["status"] == "ok"].sort_values("sample_id")
         _warn_about_split(table, rows, ok, n_folds, params.split)
         ctx.begin()
@@ -181,4 +185,5 @@ class Folds(Stage):
                     members[list(LIST_COLUMNS)].to_csv(tmp, index=False)
                 files.append(rel)
         sizes = [int((ok["fold"] == k).sum()) for k in range(n_folds)]
-        return Reduced(placed, files, {"n_folds": n_folds, "test_rows": sizes})
+        return Reduced(placed, files, {"n_folds": n_folds, "test_rows": sizes,
+                                       "subject_independent": subject_independent(placed)})
