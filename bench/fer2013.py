@@ -57,7 +57,8 @@ def main() -> None:
 
         start = time.perf_counter()
         n = seed(root / "fer2013.csv", Path(tmp) / "seed")
-        rows.append(("FERPlus generate_training_data (images only)", n, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        rows.append(("FERPlus generate_training_data (images only)", n, seconds))
 
         ds = get_dataset("fer2013")
         start = time.perf_counter()
