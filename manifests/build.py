@@ -82,6 +82,19 @@ def afew_emotion_fan(ref: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def affectnet_fmpn(ref: Path) -> pd.DataFrame:
+    """FMPN-FER's AffectNet lists (`<subdir>_<file>.jpg` a line): train → fold −1, test → 0."""
+    folder = ref / "fmpn/AffectNet"
+    rows = []
+    for name, fold in (("train_ids.csv", -1), ("test_ids.csv", 0)):
+        rows += [{"sample_id": line.removesuffix(".jpg"), "fold": fold}
+                 for line in (folder / name).read_text().split()]
+    table = pd.DataFrame(rows)
+    if table["sample_id"].duplicated().any():
+        raise ValueError(f"{folder}: an image is in both lists")
+    return table
+
+
 SPLITS = {
     "ckplus-fmpn-10fold-v1": (ckplus_fmpn, "FMPN-FER's CK+ 10 subject-independent folds: the "
                               "last 3 frames of the 327 labelled sequences",
@@ -93,6 +106,9 @@ SPLITS = {
                            "subject-independent folds: 3 frames of each of 208 sequences",
                            "fmpn/MMI/{train,test}_ids_K.csv (its label codes are not verified, "
                            "so no label column)"),
+    "affectnet-fmpn-v1": (affectnet_fmpn, "FMPN-FER's AffectNet train (fold -1) and test "
+                          "(fold 0) images, keyed <subdirectory>_<file stem>",
+                          "fmpn/AffectNet/{train,test}_ids.csv (no labels: FMPN ships none)"),
     "afew-emotion-fan-v1": (afew_emotion_fan, "Emotion-FAN's AFEW lists: Train (fold -1) and "
                             "Val (fold 0) clips, keyed split_clip",
                             "emotion_fan/afew_train.txt, afew_eval.txt"),
