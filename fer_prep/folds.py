@@ -136,8 +136,7 @@ def loso(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
 
 @_scheme("image-kfold", seeded=True)
 def image_kfold(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
-    """Stratified k folds over images (whole sequences), for datasets without subject ids
-    (seeded; NOT subject-independent).
+    """Stratified k folds of images (seeded), NOT subject-independent: sets without subjects.
 
     scikit-learn's `StratifiedKFold` (shuffled by the seed) over the sequences sorted by id, each
     with its most frequent label (a still is its own sequence; a clip's frames stay together):

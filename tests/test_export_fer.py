@@ -172,7 +172,7 @@ def _check_label_file(path: Path) -> list[str]:
 
 def test_ferplus_export_reads_as_ferplus_reads_it(fer_work: dict, tmp_path: Path) -> None:
     out = tmp_path / "ferplus"
-    with pytest.raises(InputError, match="FER2013Valid/label.csv lists no image"):
+    with pytest.raises(InputError, match=r"FER2013Valid/label\.csv lists no image"):
         export("ferplus", "ferplus", fer_work["work"], out)  # the shared rows are all Training
     assert not out.exists()
     result = export("ferplus", "ferplus", fer_work["work"], out, allow_empty=True)
@@ -244,7 +244,7 @@ def test_ferplus_export_refuses_fer2013(fer_work: dict, tmp_path: Path) -> None:
 def test_diversified_export_reads_as_udata_reads_it(dataset: str, fer_work: dict,
                                                     tmp_path: Path) -> None:
     out = tmp_path / dataset
-    with pytest.raises(InputError, match="Labels/FER2013Valid/label.csv lists no image"):
+    with pytest.raises(InputError, match=r"Labels/FER2013Valid/label\.csv lists no image"):
         export("diversified-fer", dataset, fer_work["work"], out)
     export("diversified-fer", dataset, fer_work["work"], out, allow_empty=True)
     seed = fer_work["seed"]

@@ -64,7 +64,7 @@ def write_jaffe_fixture(shared: Path, out: Path) -> dict[str, dict]:
         frame = cv2.imread(item["source_path"], cv2.IMREAD_GRAYSCALE)
         x, y, w, h = hog.faces(frame)[0].detector_box
         side = FRAMING * max(w, h)
-        x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - 0.1 * h - side / 2))
+        x0, y0 = round(x + w / 2 - side / 2), round(y + h / 2 - 0.1 * h - side / 2)
         crop = frame[max(y0, 0):y0 + int(side), max(x0, 0):x0 + int(side)]
         grey = cv2.resize(crop, (256, 256), interpolation=cv2.INTER_AREA)
         subject, letters = PEOPLE[item["subject"]], LETTERS[item["label_code"]]
@@ -145,7 +145,7 @@ def test_palette_images_convert_to_their_grey(jaffe) -> None:
 
 
 def test_align_finds_every_face_on_the_landmarks_and_cuts_grey_chips(jaffe, aligned) -> None:
-    root, facts = jaffe
+    _, facts = jaffe
     faces = read_manifest(aligned / "jaffe/align").set_index("sample_id")
     assert (faces.loc[list(facts), "status"] == "ok").all()
     assert (faces.loc[list(facts), "backend"] == "mediapipe").all()  # JAFFE's default

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -143,22 +144,27 @@ def _read_lists(root: Path, lists: Path, classes: int, images: bool) -> list[dic
     return items
 
 
-def _rows(path: Path) -> list[tuple[int, list[str], dict[str, int]]]:
-    """(line, fields, column → index) of each data row; a header is used where there is one
-    (training.csv), else the published column order (validation.csv)."""
+def _rows(path: Path) -> Iterator[tuple[int, list[str], dict[str, int]]]:
+    """(line, fields, column → index) of each data row, read as it goes; a header is used where
+    there is one (training.csv), else the published column order (validation.csv)."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        rows = [(reader.line_num, row) for row in reader if row]
-    names = {name: i for i, name in enumerate(COLUMNS)}
-    if rows and rows[0][1][0].strip().lower() == COLUMNS[0].lower():
-        header = [c.strip().lower() for c in rows[0][1]]
-        missing = [c for c in COLUMNS if c.lower() not in header]
-        if missing:
-            raise InputError(f"{path}:{rows[0][0]}: header lacks {missing}: not an AffectNet "
-                             "file list")
-        names = {name: header.index(name.lower()) for name in COLUMNS}
-        rows = rows[1:]
-    return [(line, row, names) for line, row in rows]
+        names = {name: i for i, name in enumerate(COLUMNS)}
+        first = True
+        for row in reader:
+            if not row:
+                continue
+            if first and row[0].strip().lower() == COLUMNS[0].lower():
+                header = [c.strip().lower() for c in row]
+                missing = [c for c in COLUMNS if c.lower() not in header]
+                if missing:
+                    raise InputError(f"{path}:{reader.line_num}: header lacks {missing}: not "
+                                     "an AffectNet file list")
+                names = {name: header.index(name.lower()) for name in COLUMNS}
+                first = False
+                continue
+            first = False
+            yield reader.line_num, row, names
 
 
 def _row_item(fields: list[str], names: dict[str, int], split: str, path: Path, line: int,

@@ -5,8 +5,10 @@
     train.csv, test.csv    Kaggle's: emotion,pixels and pixels alone (test is unlabelled)
 
 Each row is a 48×48 grey face as 2,304 space-separated values. Codes: 0 Angry, 1 Disgust, 2 Fear,
-3 Happy, 4 Sad, 5 Surprise, 6 Neutral. A row is an item: its id is its place in the file as
-FER+ names it (`fer0000000`; Kaggle's files: `train0000000`, `test0000000`), its split the Usage;
+3 Happy, 4 Sad, 5 Surprise, 6 Neutral. A row is an item: its id is its place in the file
+(`fer0000000`, 0-based; Kaggle's files: `train0000000`, `test0000000`; FER+'s own image names
+drift from the row index after row 59, so `ferplus` keeps them as `ferplus_name`), its split the
+Usage;
 its pixels are read from the file (`source_offset`, `source_length`) where it is aligned, and its
 content key is the row's own bytes, so one changed row redoes one face. FER2013 has no subject
 ids. The faces are pre-cropped: by default the whole image is the face (the `given` backend with

@@ -2,7 +2,8 @@
 `utils/udata.py` `FERplus` reads it: README's `FER_2013/Dataset/`, the scripts' `--data` /
 `base_path_to_dataset`.
 
-    Images/FER2013Train/fer0000000.png    48×48 grey PNG, named as FER+ names it
+    Images/FER2013Train/fer0000000.png    48×48 grey PNG (ferplus: FER+'s `Image name`;
+                                          fer2013: `<sample_id>.png`, see below)
     Images/FER2013Valid/…, Images/FER2013Test/…   (Usage Training, PublicTest, PrivateTest)
     Labels/FER2013Train/label.csv         no header: `fer0000000.png,"(0, 0, 48, 48)",<10 votes>`
     Labels/FER2013Valid/label.csv, Labels/FER2013Test/label.csv   (FERPlus's label.csv rows)
@@ -22,8 +23,11 @@ whole validation set; they divide by `len(train_data)` and `len(val_data)`; no s
 `ferplus` gives FER+'s own votes (the seed takes their majority, whatever label mode fer-prep
 used; a Training row without one is named in a note). `fer2013` has no votes: each row gets 10
 votes for its FER2013 label (its FER+ column), so the seed's majority is that label: FER2013's 7
-classes, no contempt. Rows, folders and faces are as in the `ferplus` export (usable rows by
-Usage, official-scheme PublicTest rows as validation, 48-px grey faces as they are).
+classes, no contempt; its files are named by the row's index, which is FER+'s name only up to
+the first row FER+ leaves unnamed (FER+ numbers its named rows: the 61st row is fer0000059.png),
+so do not mix them with FER+'s label.csv. Rows, folders and faces are as in the `ferplus`
+export (usable rows by Usage, official-scheme PublicTest rows as validation, 48-px grey faces as
+they are).
 """
 
 from __future__ import annotations

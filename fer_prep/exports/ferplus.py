@@ -17,7 +17,8 @@ ferplus_row[1].strip()`, a 48×48 uint8 array), `src/ferplus.py` `FERPlusReader.
 = list(map(float, row[2:len(row)]))`), `src/train.py` (`train_folders = ['FER2013Train']` …,
 label file `"label.csv"`) and the shipped `data/FER2013Train/label.csv` (every box `"(0, 0, 48,
 48)"`, rows in name order, `\\n` ends). FERPlus applies its `--training_mode` itself, from the
-votes.
+votes. FER+ numbers only the rows it names (fer2013new.csv's 60th row has no name, the 61st is
+fer0000059.png): the names are fer2013new.csv's, not the row's index.
 
 The rows are the folds' usable rows, placed by their Usage (FERPlus's split, whatever the fold
 scheme). FER2013's official scheme is a train/test split that leaves PublicTest out; its
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import cv2
 import pandas as pd
 
