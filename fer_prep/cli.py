@@ -72,14 +72,14 @@ class NumberOrAll(click.ParamType):
             self.fail(f"{value!r} is neither 'all' nor a number", param, ctx)
 
 
-def field_options(cls: type) -> list[click.Option]:
+def field_options(cls: type, dataset_defaults: dict | None = None) -> list[click.Option]:
     """One click option per field of the dataclass `cls`, from its `option(...)` metadata.
 
     Every default is None, so an option not given never overrides the preset or the library
     default (timm's rule); the help shows the value the default preset resolves to.
     """
     resolve = getattr(cls, "resolve", None)
-    defaults = resolve() if resolve else None
+    defaults = resolve(None, dataset_defaults) if resolve else None
     out = []
     for f in dataclasses.fields(cls):
         meta = f.metadata
@@ -194,7 +194,7 @@ def stage_command(stage_name: str, dataset: str | None, name: str) -> click.Comm
         params.append(click.Option(["--preset"], help="A recipe in pipelines/ (or a .toml "
                                    "file) giving the defaults below [default].",
                                    type=str, metavar="|".join(list_presets()) + "|FILE"))
-    params += field_options(stage.Params)
+    params += field_options(stage.Params, ds.defaults if ds else None)
     params += _work_options()
 
     def callback(work: Path, jobs: int, force: bool, **given: Any) -> None:

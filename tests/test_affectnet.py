@@ -26,6 +26,7 @@ from fer_prep.errors import InputError, OptionError
 from fer_prep.faces import create_backend
 from fer_prep.manifest import read_manifest
 from fer_prep.runner import run
+from fer_prep.splits import load_split
 
 LISTS, IMAGES = "Manually_Annotated_file_lists", "Manually_Annotated_Images"
 CK_CODES = {1: 6, 2: 7, 3: 5, 4: 4, 5: 1, 6: 2, 7: 3}  # CK+ code → AffectNet code
@@ -67,7 +68,7 @@ def records(shared: Path, tmp_path_factory) -> list[dict]:
         valence, arousal = _affect(len(out), code)
         record = {"key": key, "file": path, "image": image, "rel": rel, "box": box,
                   "points": points, "code": code, "split": split, "valence": valence,
-                  "arousal": arousal, "sample_id": rel[:-4].replace("/", "_")}
+                  "arousal": arousal, "sample_id": f"{int(subdir):04d}_{rel[:-4].split('/')[1]}"}
         out.append(record)
         return record
 
@@ -250,7 +251,7 @@ def test_the_box_is_x_y_width_height_on_a_non_square_image(records, aligned, tmp
     h = w  # a square box, so one chip size fits it
     record = {**record, "box": [x, y, w, h]}
     root = write_lists(tmp_path / "wide", [record])
-    blank = {**record, "rel": "8/boxonly.jpg", "sample_id": "8_boxonly"}
+    blank = {**record, "rel": "8/boxonly.jpg", "sample_id": "0008_boxonly"}
     (root / IMAGES / blank["rel"]).write_bytes(record["file"].read_bytes())
     with open(root / LISTS / "validation.csv", "a", newline="") as fh:
         fields = _fields(blank)
@@ -264,7 +265,7 @@ def test_the_box_is_x_y_width_height_on_a_non_square_image(records, aligned, tmp
     assert np.abs(chip.astype(int) - crop).mean() < 1.5
     swapped = image[x:x + w, y:y + h]  # ESR's reading: another region, cut short by the height
     assert swapped.shape != crop.shape
-    boxed = whole.loc["8_boxonly"]
+    boxed = whole.loc["0008_boxonly"]
     assert boxed.status == "ok" and boxed.detector == "given-box+dlib68"
     error = np.abs(np.asarray(boxed.landmarks68) - record["points"].ravel())
     assert error.max() <= 3 and error.mean() < 1  # dlib's own points (its box 1 px taller)
@@ -332,6 +333,28 @@ def test_folds_from_the_lists_alone(records, lists_root, tmp_path) -> None:
     folds = read_manifest(result.folder).set_index("sample_id")
     assert folds.loc[[r["sample_id"] for r in records if r["code"] < 8], "fold"].tolist() == [
         0 if r["split"] == "validation" else -1 for r in records if r["code"] < 8]
+
+
+def test_fmpns_shipped_split_keys_the_images(records, tmp_path) -> None:
+    """affectnet-fmpn-v1 names images 0001_<hash>; the lists write 1/<hash>.jpg."""
+    split = load_split("affectnet-fmpn-v1")
+    ids = {-1: split.loc[split["fold"] == -1, "sample_id"].iloc[:2].tolist(),
+           0: split.loc[split["fold"] == 0, "sample_id"].iloc[:2].tolist()}
+    chosen = [r for r in records if r["code"] < 8][:4]
+    renamed = []
+    for record, fold in zip(chosen, [-1, -1, 0, 0], strict=True):
+        sample_id = ids[fold].pop()
+        subdir, stem = sample_id.split("_")
+        renamed.append({**record, "rel": f"{int(subdir)}/{stem}.jpg", "sample_id": sample_id,
+                        "fold": fold})
+    root = write_lists(tmp_path / "fmpn", renamed)
+    work = tmp_path / "work"
+    run("affectnet", "align", work, root=root, jobs=1)
+    result = run("affectnet", "folds", work, split="affectnet-fmpn-v1")
+    folds = read_manifest(result.folder).set_index("sample_id")
+    for record in renamed:
+        assert folds.loc[record["sample_id"], "status"] == "ok"
+        assert folds.loc[record["sample_id"], "fold"] == record["fold"]
 
 
 def test_bad_list_rows_are_rows_naming_the_file_and_line(records, tmp_path) -> None:

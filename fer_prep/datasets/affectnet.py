@@ -18,7 +18,9 @@ in [−1, 1], −2 where they do not apply (kept as empty). Codes 8–10 are row
 out, so they are counted, not warned about one by one. `--classes 8` (codes 0–7) is the
 default, as ESR and MA-Net train on AffectNet. The validation set (500 per class) is the test
 split: both layouts' splits are named `training` and `validation`. AffectNet has no subject
-ids. By default the `given` backend aligns on AffectNet's own box and 68 points (no detector).
+ids. An image's id is `<subdir>_<file stem>` with a numeric sub-folder as four digits (FMPN-FER's
+key, so its shipped split applies); the newer release's `train_set_<id>`, `val_set_<id>`. By
+default the `given` backend aligns on AffectNet's own box and 68 points (no detector).
 """
 
 from __future__ import annotations
@@ -167,6 +169,15 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str], dict[str, int]]]:
             yield reader.line_num, row, names
 
 
+def image_id(rel: PurePosixPath) -> str:
+    """`<subdir>_<file stem>`, a numeric sub-folder as four digits: FMPN-FER's key for an
+    AffectNet image (its lists, and the shipped split affectnet-fmpn-v1, say 0001_<hash>)."""
+    parts = list(rel.with_suffix("").parts)
+    if len(parts) > 1 and parts[0].isdigit():
+        parts[0] = f"{int(parts[0]):04d}"
+    return "_".join(parts)
+
+
 def _row_item(fields: list[str], names: dict[str, int], split: str, path: Path, line: int,
               folder: Path | None, classes: int) -> dict[str, Any]:
     where = f"{path}:{line}"
@@ -179,7 +190,7 @@ def _row_item(fields: list[str], names: dict[str, int], split: str, path: Path, 
     if not rel.name or rel.is_absolute() or ".." in rel.parts:
         return _bad(item, "bad_row", f"{where}: subDirectory_filePath "
                     f"{value['subDirectory_filePath']!r} is not a path inside {IMAGES}/")
-    item["sample_id"] = item["sequence"] = "_".join(rel.with_suffix("").parts)
+    item["sample_id"] = item["sequence"] = image_id(rel)
     if folder is not None:
         item["source_path"] = str((folder / rel).absolute())
     problem = _labels(item, value["expression"], value["valence"], value["arousal"], where,
