@@ -72,7 +72,8 @@ class AffectNet(Dataset):
     codes = CODES
     #: ESR's and MA-Net's class index is AffectNet's code
     class_orders = {"affectnet-8": tuple(CODES[c] for c in range(8)),
-                    "affectnet-7": tuple(CODES[c] for c in range(7))}
+                    "affectnet-7": tuple(CODES[c] for c in range(7)),
+                    "fmpn": tuple(CODES[c] for c in range(7))}  # FMPN: code + 1, cls_nc 7
     official_test = "validation"
     official_train = ("training",)
     default_scheme = "official"

@@ -45,6 +45,7 @@ EXPORTS.add("imagefolder", "fer_prep.exports.imagefolder:write")
 EXPORTS.add("landmark-driven", "fer_prep.exports.landmark_driven:write")
 EXPORTS.add("ferplus", "fer_prep.exports.ferplus:write")
 EXPORTS.add("diversified-fer", "fer_prep.exports.diversified_fer:write")
+EXPORTS.add("esr-affectnet", "fer_prep.exports.esr_affectnet:write")
 
 MARKER = "fer-prep-export.json"  # what an export wrote into `out`, so a re-export may replace it
 HOW = ("link", "copy")

@@ -10,6 +10,24 @@ images are `imgs/<line>`, the pickle is read with `encoding='latin1'`) and `data
 (the class is `pickle['S005_001'] − 1`, the mask `imgs_res/<fold>/<class>.png`). The shipped
 CSVs are sorted, `\\n`-separated, with no newline after the last name; the shipped pickle holds
 float codes for the labelled sequences and −1 for the unlabelled ones.
+
+AffectNet (`main.py --data_root datasets/AffectNet`: data/data_loader.py picks its
+`AffectNetDataset` when the root's folder name holds 'Affect'):
+
+    imgs/0001_2d5ce2ea….jpg             every listed face, flat, `<sample_id>` + the chip's suffix
+    emotion_labels.pkl                  {'0001_2d5ce2ea….jpg': 2, …}: per image, class + 1
+    train_ids.csv, test_ids.csv         the one split, no fold number (options.py's defaults)
+
+Source: `data/affectnet.py` (`cls_label = self.cls_dict[img_name] - 1` with `img_name =
+os.path.basename(img_path)`, the list lines read as for CK+; no masks: it gives neither
+`img_res_tensor` nor `img_tensor_gray`) and the shipped `datasets/AffectNet/{train,test}_ids.csv`
+(`<subdir>_<file>.jpg`, sorted, no final newline; no pickle is shipped). FMPN's `--cls_nc` is 7
+and it reports 7-class AffectNet accuracy: its classes are AffectNet's codes 0–6 (neutral …
+anger, no contempt), the pickle holds code + 1. The names are the chips' own: with `fer-prep
+affectnet align --format jpg` they are FMPN's names byte for byte (a note says so otherwise;
+chips are not re-encoded). Whenever the folds are one train/test split (one test part), the
+lists are `train_ids.csv` / `test_ids.csv`, and a CK+-style loader reads its masks from
+`imgs_res/ids/` (base_dataset.py's fold is the name's last `_` part: `ids`).
 """
 
 from __future__ import annotations
@@ -26,9 +44,15 @@ UNLABELLED = -1
 PEAK = "peak"  # FMPN trains and tests on the last three frames of each sequence
 
 
-def face_name(row: Any) -> str:
-    """The file name FMPN lists: the chip's own name, or `<sample_id>.png` without faces."""
-    return Path(row.face).name if row.face else f"{row.sample_id}.png"
+def face_name(row: Any, suffix: str = ".png") -> str:
+    """The file name FMPN lists: the chip's own name, or `<sample_id><suffix>` without faces."""
+    return Path(row.face).name if row.face else f"{row.sample_id}{suffix}"
+
+
+def per_image(dataset: Dataset) -> bool:
+    """Whether FMPN keys the labels by image file name (its AffectNet loader, for stills) rather
+    than by sequence (its CK+ and MMI loaders)."""
+    return dataset.kind == "stills"
 
 
 def seed_codes(dataset: Dataset) -> dict[str, int]:
@@ -57,14 +81,18 @@ def write(source: Source, out: Staging) -> None:
                              "of a sequence")
         listed = listed[listed["role"].eq(PEAK)]
 
+    images = per_image(source.info)
+    suffix = ".jpg" if images else ".png"  # FMPN's names without faces: AffectNet's are JPEGs
+    single = len(source.folds) == 1
     problems = []
     for fold in source.folds:
         for which in ("train", "test"):
-            names = sorted(face_name(r) for r in source.part(fold, which, listed).itertuples())
+            names = sorted(face_name(r, suffix)
+                           for r in source.part(fold, which, listed).itertuples())
+            csv = f"{which}_ids.csv" if single else f"{which}_ids_{fold}.csv"
             if not names:
-                problems.append(f"fold {fold} has no {which} faces (an empty "
-                                f"{which}_ids_{fold}.csv)")
-            out.text(f"{which}_ids_{fold}.csv", "\n".join(names))
+                problems.append(f"fold {fold} has no {which} faces (an empty {csv})")
+            out.text(csv, "\n".join(names))
             out.counts["lists"] += 1
     if source.has_faces:
         for row in listed.itertuples():
@@ -73,11 +101,31 @@ def write(source: Source, out: Staging) -> None:
     else:
         out.notes.append("no faces in the folds (computed from labels alone): imgs/ not written")
 
-    table = sequence_codes(source, codes)
+    if images:
+        table: dict[str, float | int] = {face_name(r, suffix): codes[r.label]
+                                         for r in listed.sort_values("sample_id").itertuples()}
+        out.counts["images in emotion_labels.pkl"] = len(table)
+        _affectnet_notes(out, listed)
+    else:
+        table = sequence_codes(source, codes)
+        out.counts["sequences in emotion_labels.pkl"] = len(table)
     out.data("emotion_labels.pkl", pickle.dumps(table, protocol=2))  # protocol 2: Python 2 too
-    out.counts["sequences in emotion_labels.pkl"] = len(table)
-    problems += _masks(source, out, listed, codes)
+    if not images:
+        problems += _masks(source, out, listed, codes, "ids" if single else None)
     out.loader_check("fmpn", problems)
+
+
+def _affectnet_notes(out: Staging, listed: Any) -> None:
+    """What FMPN-FER's AffectNet loader needs beyond the files: its root's name, .jpg names."""
+    out.notes.append("FMPN-FER reads this as AffectNet only from a --data_root whose folder "
+                     "name holds 'Affect' (data/data_loader.py), e.g. datasets/AffectNet; its "
+                     "AffectNet loader reads no masks (imgs_res/ not written)")
+    faces = listed["face"][listed["face"].ne("")]
+    other = faces[~faces.str.lower().str.endswith(".jpg")]
+    if len(other):
+        out.notes.append(f"{len(other)} faces are not .jpg (e.g. {Path(other.iloc[0]).name}): "
+                         "FMPN's AffectNet lists name <sample_id>.jpg; `fer-prep affectnet "
+                         "align --format jpg` gives its names")
 
 
 def sequence_codes(source: Source, codes: dict[str, int]) -> dict[str, float | int]:
@@ -96,9 +144,11 @@ def sequence_codes(source: Source, codes: dict[str, int]) -> dict[str, float | i
     return labels
 
 
-def _masks(source: Source, out: Staging, listed: Any, codes: dict[str, int]) -> list[str]:
-    """Copy `WORK/<dataset>/masks/<fold>/<class>.png` into `imgs_res/`, when they exist; the
-    test classes of a fold without their mask, which FMPN-FER's loader cannot read."""
+def _masks(source: Source, out: Staging, listed: Any, codes: dict[str, int],
+           folder: str | None = None) -> list[str]:
+    """Copy `WORK/<dataset>/masks/<fold>/<class>.png` into `imgs_res/<fold>/` (or `folder`:
+    `ids` for one split), when they exist; the test classes of a fold without their mask, which
+    FMPN-FER's loader cannot read."""
     masks = source.work / source.dataset / "masks"
     if not masks.is_dir():
         out.notes.append(f"imgs_res/ not written: no masks in {masks} (the masks stage makes "
@@ -107,7 +157,7 @@ def _masks(source: Source, out: Staging, listed: Any, codes: dict[str, int]) -> 
     missing = []
     for fold in source.folds:
         for mask in sorted((masks / str(fold)).glob("*.png")):
-            out.place(mask, f"imgs_res/{fold}/{mask.name}")
+            out.place(mask, f"imgs_res/{folder or fold}/{mask.name}")
             out.counts["masks"] += 1
         for label in sorted(set(source.part(fold, "test", listed)["label"])):
             if not (masks / str(fold) / f"{codes[label] - 1}.png").is_file():
