@@ -47,7 +47,8 @@ class Scheme:
     peaks_only: bool = False  # FMPN's protocol: only the peak frames of labelled sequences
     by_subject: bool = False  # places whole subjects: needs subject ids, at least k of them
     seeded: bool = False  # the seed changes the result
-    k_folds: bool = True  # k sets the number of folds (else the split does)
+    k_folds: bool = True  # k sets the number of folds (else the split or the rows do)
+    split_file: bool = False  # reads a split file (Options.split), which sets the folds
 
 
 SCHEMES: Registry[Scheme] = Registry("fold scheme")
@@ -196,7 +197,7 @@ def official(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     return _placed(fold, "split '" + rows["split"].astype(str) + parts)
 
 
-@_scheme("file", k_folds=False)
+@_scheme("file", k_folds=False, split_file=True)
 def from_file(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     """A split file (shipped by name, or the user's): fold per sample_id or per sequence."""
     split = opts.split
@@ -270,9 +271,10 @@ def fold_count(name: str, placed: pd.DataFrame, opts: Options) -> int:
     """How many folds scheme `name` made of `placed` (what `assign` gives): k for a k-fold
     scheme, a split file's folds for `file`, else one past the highest fold placed (loso: one
     per subject; official: one)."""
-    if SCHEMES.get(name).k_folds:
+    scheme = SCHEMES.get(name)
+    if scheme.k_folds:
         return opts.k
-    if opts.split is not None:
+    if scheme.split_file and opts.split is not None:
         return int(opts.split["fold"].max()) + 1
     return max(int(placed.loc[placed["status"] == "ok", "fold"].max()), 0) + 1
 

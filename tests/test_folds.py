@@ -20,7 +20,7 @@ from fer_prep.datasets import Dataset, get_dataset
 from fer_prep.datasets.afew import read_afew
 from fer_prep.datasets.ckplus import read_ckplus, read_ckplus_labels
 from fer_prep.errors import FoldError, InputError, OptionError, StageNotReady
-from fer_prep.folds import SCHEMES, Options, assign
+from fer_prep.folds import SCHEMES, Options, assign, fold_count
 from fer_prep.manifest import read_manifest
 from fer_prep.runner import run
 from fer_prep.sample import write_afew_sample
@@ -199,6 +199,10 @@ def test_subject_kfold_is_seeded_and_deterministic(ck_rows) -> None:
 def test_every_scheme_keeps_the_contract(name: str, ck_rows) -> None:
     opts = Options(CKPLUS, split=splits.load_split("ckplus-fmpn-10fold-v1"),
                    split_name="ckplus-fmpn-10fold-v1")
+    if name == "image-kfold":  # for datasets without subject ids
+        with pytest.raises(FoldError, match="without subject ids"):
+            assign(ck_rows, name, opts)
+        return
     if name == "official":
         with pytest.raises(FoldError, match="ckplus has no official split"):
             assign(ck_rows, name, opts)
@@ -206,7 +210,7 @@ def test_every_scheme_keeps_the_contract(name: str, ck_rows) -> None:
     placed = assign(ck_rows, name, opts)
     assert len(placed) == len(ck_rows) and list(placed["sample_id"]) == list(ck_rows["sample_id"])
     ok = placed["status"] == "ok"
-    assert placed.loc[ok, "fold"].between(0, K - 1).all()
+    assert placed.loc[ok, "fold"].between(0, fold_count(name, placed, opts) - 1).all()
     assert (placed.loc[~ok, "fold"] == -1).all() and (placed.loc[~ok, "message"] != "").all()
     assert (placed.loc[ok, "message"] == "").all()
     assert placed[ok].groupby("subject")["fold"].nunique().max() == 1
