@@ -32,6 +32,8 @@ test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARE
 
 bench: setup  ## speed side by side with the seeds' own methods (needs ../shared)
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/readers.py
+	$(BIN)/python bench/fer2013.py
 	$(BIN)/python bench/ckplus_align.py
 	$(BIN)/python bench/mesh68_error.py
 	$(BIN)/python bench/afew_video.py
