@@ -375,6 +375,15 @@ FER2013_CODES = {"anger": 0, "happy": 3, "sadness": 4, "surprise": 5, "neutral":
 FER2013_USAGES = ("Training", "Training", "PublicTest", "PrivateTest")
 
 
+def face_square(subject: Subject, margin: float) -> tuple[float, float, float]:
+    """(centre x, centre y, half side) of a square crop around `subject`'s face in its CK+
+    frames: `margin` times the landmarks' extent, centred a little above their middle, as the
+    pre-cropped datasets (FER2013, CK+48) frame their faces."""
+    points = _apply(_subject_matrix(subject), ASTRONAUT_LANDMARKS)
+    (x0, y0), (x1, y1) = points.min(0), points.max(0)
+    return (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0), margin * max(x1 - x0, y1 - y0)
+
+
 def write_fer2013_sample(out: Path, name: str = "fer2013") -> Path:
     """Write the sample as FER2013's `fer2013.csv` under ``out/<name>`` and return that root.
 
@@ -388,11 +397,7 @@ def write_fer2013_sample(out: Path, name: str = "fer2013") -> Path:
     grey = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY).astype(np.float32)
     lines = ["emotion,pixels,Usage"]
     for subject in SUBJECTS:
-        m = _subject_matrix(subject)
-        points = _apply(m, ASTRONAUT_LANDMARKS)
-        (x0, y0), (x1, y1) = points.min(0), points.max(0)
-        half = 0.62 * max(x1 - x0, y1 - y0)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0)
+        cx, cy, half = face_square(subject, 0.62)
         for seq in subject.sequences:
             frames = _frames(grey, subject, seq)
             for frame, expression in ((frames[0], "neutral"), (frames[-1], seq.expression)):

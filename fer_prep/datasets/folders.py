@@ -263,23 +263,19 @@ def write_folders_sample(out: Path) -> Path:
     from skimage import data
 
     from fer_prep.sample import (
-        ASTRONAUT_LANDMARKS,
         SUBJECTS,
-        _apply,
         _peak,
         _render,
         _smoothstep,
         _subject_matrix,
+        face_square,
     )
 
     root = Path(out) / "folders"
     grey = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY).astype(np.float32)
     for subject in SUBJECTS:
         m = _subject_matrix(subject)
-        points = _apply(m, ASTRONAUT_LANDMARKS)
-        (x0, y0), (x1, y1) = points.min(0), points.max(0)
-        half = 0.55 * max(x1 - x0, y1 - y0)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0)
+        cx, cy, half = face_square(subject, 0.55)
         for seq in subject.sequences:
             folder = root / SAMPLE_FOLDERS[seq.expression]
             folder.mkdir(parents=True, exist_ok=True)
