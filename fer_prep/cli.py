@@ -163,6 +163,10 @@ def _work_options() -> list[click.Option]:
     ]
 
 
+DATASET_HELP = ("Dataset whose WORK/<dataset>/ to use: a registered one (`fer-prep list`) or "
+                "the --name a class-folder tree was aligned under.")
+
+
 def _datasets() -> list[str]:
     from fer_prep.datasets import list_datasets
 
@@ -177,8 +181,7 @@ def stage_command(stage_name: str, dataset: str | None, name: str) -> click.Comm
     stage = get_stage(stage_name)
     params: list[click.Parameter] = []
     if dataset is None:
-        params.append(click.Option(["--dataset"], type=LazyChoice(_datasets), required=True,
-                                   help="Dataset whose WORK/<dataset>/ to use."))
+        params.append(click.Option(["--dataset"], required=True, help=DATASET_HELP))
     ds = get_dataset(dataset) if dataset else None
     if stage.root != "none":
         what = ds.root_help if ds else "The dataset root."
@@ -391,8 +394,7 @@ def sample(out: Path, only: tuple[str, ...]) -> None:
     "  fer-prep export imagefolder --dataset ckplus --out ck-folds --copy\n"
     "  fer-prep export landmark-driven --dataset ckplus --out ck-ldfer --size 48"))
 @click.argument("format_", metavar="FORMAT", type=LazyChoice(lambda: _exports()))
-@click.option("--dataset", required=True, type=LazyChoice(_datasets),
-              help="Dataset whose WORK/<dataset>/folds/ to export.")
+@click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
               show_default=True, help="Work folder holding WORK/<dataset>/folds/ and align/.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,

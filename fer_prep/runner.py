@@ -18,6 +18,7 @@ A run holds the stage folder's lock; every item of a killed run that finished is
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -37,8 +38,9 @@ from fer_prep.cache import (
     stage_lock,
     stat_key,
     write_record,
+    write_text_atomic,
 )
-from fer_prep.datasets import Dataset, check_root, get_dataset
+from fer_prep.datasets import ALIAS, Dataset, check_root, get_dataset
 from fer_prep.errors import InputError, OptionError, WorkError
 from fer_prep.params import check_fields
 from fer_prep.stages import STAGES, Stage, get_stage, stages_for
@@ -220,7 +222,7 @@ def run(
     of the caller, naming the file or option.
     """
     started = time.monotonic()
-    ds, st = get_dataset(dataset), get_stage(stage)
+    ds, st = get_dataset(dataset, work), get_stage(stage)
     if not st.applies_to(ds):
         raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its commands: "
                          f"{', '.join(sorted(stages_for(ds)))}")
@@ -228,7 +230,11 @@ def run(
     params = st.for_dataset(st.Params.resolve(preset, ds.defaults, **given), ds)
     read_options = ds.options(**reader)
     check_fields(read_options)
+    registered, ds = ds, ds.named(read_options)
     folder = stage_folder(Path(work), ds.name, st)
+    if ds.name != registered.name:  # a renamed dataset: later commands find it by its name
+        write_text_atomic(folder.parent / ALIAS, json.dumps(
+            {"dataset": registered.name, "options": dataclasses.asdict(read_options)}) + "\n")
     with stage_lock(folder):
         record = read_record(folder)
         ctx = Context(ds, st, Path(work).expanduser(), folder, None, read_options, record)

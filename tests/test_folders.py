@@ -231,3 +231,31 @@ def test_bad_options_are_one_line_errors(ck48, tmp_path, args, words) -> None:
     result = _align(root, tmp_path / "work", *args)
     assert result.exit_code == 1, result.output
     assert f"Error: {words}" in result.output and "Traceback" not in result.output
+
+
+def test_a_tree_aligned_under_a_name_is_that_dataset_in_later_commands(ck48, tmp_path) -> None:
+    """`--name ck48`: WORK/ck48/, and `--dataset ck48` for folds and export; a second tree
+    under another name keeps its own folder."""
+    root, _ = ck48
+    work = str(tmp_path / "work")
+    runner = CliRunner()
+    out = runner.invoke(main, ["folders", "align", "--root", str(root), "--work", work,
+                               "--name", "ck48", "--subject-pattern", "^(S[0-9]+)_"])
+    assert out.exit_code == 0, out.output
+    faces = read_manifest(tmp_path / "work/ck48/align")
+    assert (faces["dataset"] == "ck48").all() and not (tmp_path / "work/folders").exists()
+    assert faces["subject"].notna().all()  # the options the tree was read with go along
+    out = runner.invoke(main, ["folds", "--dataset", "ck48", "--work", work, "--scheme", "loso"])
+    assert out.exit_code == 0 and "ck48 folds" in out.output, out.output
+    out = runner.invoke(main, ["export", "imagefolder", "--dataset", "ck48", "--work", work,
+                               "--out", str(tmp_path / "out")])
+    assert out.exit_code == 0, out.output
+    assert any((tmp_path / "out").rglob("*.png"))
+    again = runner.invoke(main, ["folders", "align", "--root", str(root), "--work", work,
+                                 "--name", "ck48", "--subject-pattern", "^(S[0-9]+)_"])
+    assert "unchanged, skipped" in again.output
+    bad = runner.invoke(main, ["folders", "align", "--root", str(root), "--work", work,
+                               "--name", "ckplus"])
+    assert bad.exit_code == 1 and "--name 'ckplus'" in bad.output
+    unknown = runner.invoke(main, ["folds", "--dataset", "nope", "--work", work])
+    assert unknown.exit_code == 1 and "unknown dataset 'nope'" in unknown.output

@@ -100,6 +100,11 @@ class Dataset:
         present = set(labels)
         return tuple(c for c in CANONICAL if c != "neutral" and c in present)
 
+    def named(self, options: Any) -> Dataset:
+        """The dataset under the name its options give it (class folders' `--name`): a copy
+        whose `name` keys its work folder; itself by default."""
+        return self
+
     def options(self, **given: Any) -> Any:
         """The reader's options from keyword values (None takes the default)."""
         return self.Options(**{k: v for k, v in given.items() if v is not None})
@@ -115,9 +120,20 @@ def _load_builtin() -> None:
         importlib.import_module(f"{__name__}.{module.name}")
 
 
-def get_dataset(name: str) -> Dataset:
-    """The dataset registered as `name`; InputError listing the registered ones otherwise."""
+ALIAS = "dataset.json"  # WORK/<name>/dataset.json: the dataset a renamed tree is, and its options
+
+
+def get_dataset(name: str, work: Path | str | None = None) -> Dataset:
+    """The dataset registered as `name`, or one renamed (`--name`) whose first stage ran in
+    `work`; UnknownName listing the registered ones otherwise."""
     _load_builtin()
+    alias = Path(work).expanduser() / name / ALIAS if work is not None else None
+    if name not in DATASETS.names() and alias is not None and alias.is_file():
+        import json
+
+        saved = json.loads(alias.read_text(encoding="utf-8"))
+        dataset = DATASETS.get(saved["dataset"])()
+        return dataset.named(dataset.options(**saved["options"]))
     return DATASETS.get(name)()
 
 

@@ -34,12 +34,13 @@ registry and WORK/<dataset>/ are keyed by the class's name, so two trees take tw
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fer_prep.datasets import DATASETS, Dataset
+from fer_prep.datasets import DATASETS, Dataset, list_datasets
 from fer_prep.errors import InputError, OptionError
 from fer_prep.labels import CANONICAL
 from fer_prep.params import option
@@ -57,6 +58,7 @@ ALIASES = {
     **dict.fromkeys(("surprise", "surprised", "sur"), "surprise"),
 }
 CLASSES_FORMAT = "comma-separated folder=label pairs, e.g. '0=anger,1=disgust' or 'joy=happiness'"
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # a --name: a folder name and a CLI word
 EXAMPLE_NUMBERED = "--classes '0=neutral,1=happiness,2=sadness,3=surprise,4=fear,5=disgust,6=anger'"
 
 
@@ -70,6 +72,8 @@ class FolderOptions:
     classes: str | None = option(None, "Class folder → label, over the common names: "
                                  "'0=anger,1=disgust' or 'joy=happiness' (needed for numbered "
                                  "folders).")
+    name: str | None = option(None, "The name this tree goes by: WORK/<name>/, and "
+                              "`--dataset <name>` in later commands [folders].")
 
 
 @DATASETS.register("folders")
@@ -87,7 +91,19 @@ class Folders(Dataset):
     quiet = frozenset({"stray"})
 
     def read(self, root: Path, options: FolderOptions) -> list[dict[str, Any]]:
-        return read_folders(root, options.subject_pattern, options.classes)
+        items = read_folders(root, options.subject_pattern, options.classes)
+        return [{**item, "dataset": self.name} for item in items]
+
+    def named(self, options: FolderOptions) -> Folders:
+        """This dataset under `--name` (CK+48 as `ck48`), so trees do not share WORK/folders/."""
+        if not options.name or options.name == self.name:
+            return self
+        if not NAME.fullmatch(options.name) or options.name in list_datasets():
+            raise OptionError(f"--name {options.name!r}: give a new name of lower-case letters, "
+                              "digits, - and _ (not one of the registered datasets)")
+        renamed = copy.copy(self)
+        renamed.name = options.name
+        return renamed
 
     def read_labels(self, root: Path) -> list[dict[str, Any]]:
         """Labels are folder names: folds from --root need no image opened (no subjects, as

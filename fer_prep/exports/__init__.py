@@ -179,7 +179,7 @@ class ExportResult:
 def load_source(dataset: str, work: str | Path) -> Source:
     """The folds of `dataset` under `work`, with each row's face file resolved."""
     work = Path(work)
-    info = get_dataset(dataset)
+    info = get_dataset(dataset, work)
     folder = work / dataset / "folds"
     if not (folder / "manifest.parquet").is_file():
         raise InputError(f"{folder}: no folds here; `fer-prep folds --dataset {dataset}` makes "
