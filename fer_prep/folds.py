@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from fer_prep.datasets import Dataset
 from fer_prep.errors import FoldError
 from fer_prep.registry import Registry
 from fer_prep.splits import KEYS
+
+if TYPE_CHECKING:  # pandas and numpy load when folds are made, not when schemes are listed
+    import pandas as pd
 
 #: faces-manifest statuses whose rows hold a usable chip (borrowed: a video frame cut with the
 #: nearest detected frame's landmarks)
@@ -66,6 +67,9 @@ def _scheme(name: str, **traits: bool) -> Callable:
 
 def _placed(fold: pd.Series, why_not: str | pd.Series = "") -> pd.DataFrame:
     """A scheme's answer: `fold` (Int64, NA = left out) and `message` (why left out)."""
+    import numpy as np
+    import pandas as pd
+
     fold = fold.astype("Int64")
     return pd.DataFrame({"fold": fold, "message": np.where(fold.isna(), why_not, "")},
                         index=fold.index)
@@ -78,6 +82,7 @@ def stratified_group_folds(groups: pd.Series, classes: pd.Series, k: int, seed: 
     the input's row order does not matter. (Its `shuffle=True` used to mix up the groups,
     scikit-learn PR #32540; pyproject requires a release with the fix.)
     """
+    import pandas as pd
     from sklearn.model_selection import StratifiedGroupKFold
 
     table = pd.DataFrame({"group": groups.astype(str).to_numpy(),
@@ -149,6 +154,7 @@ def image_kfold(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     import logging
     import warnings
 
+    import pandas as pd
     from sklearn.model_selection import StratifiedKFold
 
     subjects = rows["subject"].dropna() if "subject" in rows else pd.Series(dtype=object)
@@ -184,6 +190,8 @@ def image_kfold(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
 @_scheme("official", k_folds=False)
 def official(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     """The dataset's own train/test split as one fold (AFEW Train/Val, FER2013 Usage, …)."""
+    import pandas as pd
+
     ds = opts.dataset
     if ds.official_test is None or "split" not in rows or rows["split"].isna().all():
         raise FoldError(f"{ds.name} has no official split; use --scheme subject-kfold, or file "
@@ -223,6 +231,8 @@ def from_file(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
 
 def exclusion(rows: pd.DataFrame, name: str) -> pd.Series:
     """Why each row cannot be used by scheme `name` ("" where it can)."""
+    import pandas as pd
+
     why = pd.Series("", index=rows.index, dtype=object)
     if SCHEMES.get(name).peaks_only:
         role = rows.get("role", pd.Series(pd.NA, index=rows.index)).astype("string")

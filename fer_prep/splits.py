@@ -18,11 +18,13 @@ The same format is what `fer-prep folds --scheme file --split PATH` reads from a
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from fer_prep.errors import InputError
 from fer_prep.shipped import MANIFESTS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLITS = MANIFESTS / "splits"
 KEYS = ("sample_id", "sequence")
@@ -62,6 +64,8 @@ def load_split(name: str) -> pd.DataFrame:
 
 def read_split(path: str | Path) -> pd.DataFrame:
     """A split file in the format above; SplitFileError naming the file and the problem."""
+    import pandas as pd
+
     path = Path(path)
     try:
         table = pd.read_csv(path, dtype=str, comment="#", keep_default_na=False)

@@ -141,8 +141,9 @@ def test_a_read_only_work_folder_is_one_line(ck_sample: Path, tmp_path: Path) ->
     assert "cannot write the work folder" in line and str(work) in line
 
 
-def test_help_and_list_import_no_model_library() -> None:
-    heavy = ("sklearn", "scipy", "torch", "mediapipe", "cv2", "dlib", "skimage")
+def test_help_and_list_import_no_model_or_table_library() -> None:
+    heavy = ("sklearn", "scipy", "torch", "mediapipe", "cv2", "dlib", "skimage", "pandas",
+             "pyarrow")
     probe = ("import sys, runpy; sys.argv = {argv!r}\n"
              "try:\n    runpy.run_module({module!r}, run_name='__main__')\n"
              "except SystemExit:\n    pass\n"

@@ -27,15 +27,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from fer_prep.cache import TMP_MARK, read_record, write_text_atomic
 from fer_prep.datasets import Dataset, get_dataset
 from fer_prep.errors import InputError, OptionError
 from fer_prep.manifest import read_manifest
 from fer_prep.registry import Registry
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: export name → "module:function", imported on first use
 EXPORTS: Registry[str] = Registry("export format")
