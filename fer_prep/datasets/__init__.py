@@ -153,6 +153,15 @@ def find_folder(root: Path, name: str, depth: int = 3) -> Path | None:
     return None
 
 
+def find_file(root: Path, name: str, depth: int = 2) -> Path | None:
+    """The file `root/…/name` at most `depth` levels down, shallowest first."""
+    for level in range(depth + 1):
+        hits = sorted(p for p in Path(root).glob("*/" * level + name) if p.is_file())
+        if hits:
+            return hits[0]
+    return None
+
+
 def check_root(root: Path | str | None, dataset: str) -> Path:
     """`root` as an existing folder; InputError naming it otherwise."""
     if root is None:

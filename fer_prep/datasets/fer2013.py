@@ -22,7 +22,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from fer_prep.datasets import DATASETS, Dataset
+from fer_prep.datasets import DATASETS, Dataset, find_file
 from fer_prep.errors import InputError
 
 SIDE = 48
@@ -66,13 +66,7 @@ class FER2013(Dataset):
 def csv_files(root: Path) -> list[Path]:
     """The FER2013 CSVs under `root` (at most two levels down): fer2013.csv, else
     icml_face_data.csv, else Kaggle's train.csv and test.csv."""
-    root = Path(root)
-    found: dict[str, Path] = {}
-    for level in ("", "*/", "*/*/"):
-        for name in FILES:
-            hits = sorted(p for p in root.glob(level + name) if p.is_file())
-            if hits and name not in found:
-                found[name] = hits[0]
+    found = {name: path for name in FILES if (path := find_file(root, name)) is not None}
     for name in ("fer2013.csv", "icml_face_data.csv"):
         if name in found:
             return [found[name]]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fer_prep.datasets import DATASETS
+from fer_prep.datasets import DATASETS, find_file
 from fer_prep.datasets.fer2013 import FER2013, csv_files, read_rows
 from fer_prep.errors import InputError
 from fer_prep.ferplus_votes import EMOTIONS, MODES, VOTE_COLUMNS, label, target
@@ -79,10 +79,9 @@ def _one_table(root: Path) -> list[Path]:
 
 def _votes_file(root: Path) -> Path:
     """fer2013new.csv at the root or up to two levels below (FERPlus's repository: data/)."""
-    for level in ("", "*/", "*/*/"):
-        hits = sorted(p for p in Path(root).glob(level + LABELS) if p.is_file())
-        if hits:
-            return hits[0]
+    found = find_file(root, LABELS)
+    if found is not None:
+        return found
     raise InputError(f"{root}: no {LABELS} (FER+'s votes) beside the FER2013 CSV")
 
 
