@@ -332,12 +332,14 @@ def _clip_frames(image: np.ndarray, background: np.ndarray, clip: Clip) -> Itera
         yield _render(image, m, _smoothstep(k / (clip.frames - 1)) * peak, AFEW_SIZE, background)
 
 
-def _encode(frames: Iterator[np.ndarray], path: Path) -> None:
-    """Pipe raw BGR frames through ffmpeg into an MPEG-4 part 2 AVI (the codec family of AFEW's
-    XviD clips). One thread and bitexact flags with no metadata make the bytes repeatable."""
-    w, h = AFEW_SIZE
+def encode_avi(frames: Iterator[np.ndarray], path: Path, size: tuple[int, int] = AFEW_SIZE,
+               fps: int = AFEW_FPS) -> None:
+    """Pipe raw BGR frames of `size` (w, h) through ffmpeg into an MPEG-4 part 2 AVI (the codec
+    family of AFEW's XviD clips). One thread and bitexact flags with no metadata make the bytes
+    repeatable."""
+    w, h = size
     output = ffmpeg.input(
-        "pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{w}x{h}", framerate=AFEW_FPS
+        "pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{w}x{h}", framerate=fps
     ).output(str(path.absolute()), vcodec="mpeg4", pix_fmt="yuv420p", threads=1,
              fflags="+bitexact", map_metadata=-1, **{"q:v": 3, "flags:v": "+bitexact"})  # fmt: skip
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *output.get_args()]
@@ -363,7 +365,7 @@ def write_afew_sample(out: Path) -> Path:
     for clip in AFEW_CLIPS:
         path = root / clip.relpath
         path.parent.mkdir(parents=True, exist_ok=True)
-        _encode(_clip_frames(image, background, clip), path)
+        encode_avi(_clip_frames(image, background, clip), path)
     return root
 
 

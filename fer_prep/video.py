@@ -155,6 +155,18 @@ def extract_frames(
     return _result(path, log, errors, proc.returncode, len(_timestamps(log)))
 
 
+def count_frames(path: Path, fps: float | None = None, max_side: int | None = None) -> Decoded:
+    """What `decode` would give, without the pixels: the timestamps (so the number of frames)
+    and the problem, for a dataset that picks frames by their place in the clip (MMI's apex)."""
+    output = _stream(path, fps, max_side).output("-", format="null", **_PASSTHROUGH)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "ffmpeg.log"
+        proc = subprocess.run(_command(output), capture_output=True, env=_report_env(report))
+        errors = _errors(report)
+    log = proc.stderr.decode("utf-8", errors="replace")
+    return _result(path, log, errors, proc.returncode, len(_timestamps(log)))
+
+
 def decode(
     path: Path, fps: float | None = None, max_side: int | None = None
 ) -> tuple[Iterator[tuple[int, np.ndarray]], Decoding]:

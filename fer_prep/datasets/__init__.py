@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -80,6 +80,25 @@ class Dataset:
     def item_path(self, item: dict[str, Any]) -> str:
         """Where `item` goes inside a stage folder, without suffix (a folder, for a video)."""
         raise NotImplementedError
+
+    def frame_selection(self, item: dict[str, Any]) -> Callable[[int], dict[int, str]] | None:
+        """How this dataset's protocol picks frames from a video item: a function from the
+        clip's number of decoded frames to the kept frames (1-based) and their roles (neutral,
+        onset, peak); None keeps every frame without a role (AFEW: Emotion-FAN trains on whole
+        clips). Called in workers."""
+        return None
+
+    def frame_label(self, clip: dict[str, Any], role: str | None) -> dict[str, Any]:
+        """The label fields that differ from its clip's for a frame with `role`: a labelled
+        clip's neutral frame (the face before the expression starts) is `neutral`."""
+        if role != "neutral" or clip.get("label") is None:
+            return {}
+        code = next((c for c, name in self.codes.items() if name == "neutral"), None)
+        return {"label": "neutral", "label_code": code}
+
+    def frame_id(self, clip: str, number: int) -> str:
+        """The sample_id of frame `number` of the clip `clip` (videos)."""
+        return f"{clip}_{number:07d}"
 
     def write_sample(self, out: Path) -> Path:
         """Write a tiny embedded sample in the original layout under `out`; return its root."""

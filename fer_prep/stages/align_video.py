@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from fer_prep.errors import WorkError
 from fer_prep.faces import model_files
+from fer_prep.faces.views import VIEW_CHOICES
 from fer_prep.manifest import FACE_COLUMNS
 from fer_prep.params import option
 from fer_prep.stages import STAGES, Job, Stage
@@ -44,13 +45,17 @@ from fer_prep.stages.align import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from fer_prep.datasets import Dataset
     from fer_prep.faces import Face, FaceBackend
     from fer_prep.runner import Context
 
 SMOOTH_WINDOW = 5
-COLUMNS = (*FACE_COLUMNS, "split", "timestamp", "frame_path", "borrowed_from", "borrow_distance")
-_INTERNAL = ("frame_numbers", "frame_files", "frame_paths", "timestamps", "video_problem")
-_PER_FRAME = ("sample_id", "frame", "timestamp", "frame_path", "status", "message", "fingerprint")
+COLUMNS = (*FACE_COLUMNS, "split", "timestamp", "frame_path", "borrowed_from", "borrow_distance",
+           "view")
+_INTERNAL = ("frame_numbers", "frame_files", "frame_paths", "frame_roles", "timestamps",
+             "video_problem")
+_PER_FRAME = ("sample_id", "frame", "timestamp", "role", "frame_path", "status", "message",
+              "fingerprint")
 #: frames-manifest statuses whose frames are usable (partial: a truncated video's frames)
 FRAMES_USABLE = ("ok", "partial")
 
@@ -83,7 +88,8 @@ def clips_from_frames(frames: pd.DataFrame, frames_folder: Path, made_by: str) -
 
     items = []
     for sequence, group in frames.groupby("sequence", sort=False):
-        first = group.iloc[0].to_dict()
+        expression = group[group["role"] != "neutral"] if "role" in group else group
+        first = (expression if len(expression) else group).iloc[0].to_dict()
         clip = {k: v for k, v in first.items() if k not in _PER_FRAME}
         clip["sample_id"] = sequence
         if first["status"] not in FRAMES_USABLE:
@@ -96,6 +102,8 @@ def clips_from_frames(frames: pd.DataFrame, frames_folder: Path, made_by: str) -
             frame_numbers=group["frame"].astype(int).tolist(),
             frame_paths=group["frame_path"].tolist(),
             frame_files=[str(frames_folder / p) for p in group["frame_path"]],
+            frame_roles=(group["role"].tolist() if "role" in group
+                         else [None] * len(group)),
             timestamps=group["timestamp"].astype(float).tolist(),
         )
         clip["fingerprint"] = digest([made_by, group["fingerprint"].tolist(),
@@ -105,20 +113,33 @@ def clips_from_frames(frames: pd.DataFrame, frames_folder: Path, made_by: str) -
     return pd.DataFrame(items)
 
 
-def _frames_of(item: dict[str, Any], params: VideoAlignParams) -> Callable[[], Iterator]:
-    """A function giving a fresh pass over the clip's (number, image or UnreadableImage)."""
+def _frames_of(item: dict[str, Any], params: VideoAlignParams, dataset: Dataset
+               ) -> Callable[[], Iterator]:
+    """A function giving a fresh pass over the clip's (number, image or UnreadableImage): the
+    frame files (of `video2frame`, or of a dataset that ships frames), or the video decoded,
+    keeping the frames the dataset's protocol selects (their roles go to `frame_roles`)."""
     from fer_prep.images import UnreadableImage, read_image
-    from fer_prep.video import decode
+    from fer_prep.video import count_frames, decode
 
-    if params.from_video:
+    if params.from_video and not item.get("frame_files"):
+        path = Path(item["source_path"])
+        select = dataset.frame_selection(item)
+        if select is not None:  # the protocol picks by place in the clip: count it first
+            counted = count_frames(path, params.fps, params.max_side)
+            roles = select(len(counted.times))
+            item["frame_roles"] = [roles[n] for n in sorted(roles)]
 
         def from_video() -> Iterator:
-            frames, decoding = decode(Path(item["source_path"]), params.fps, params.max_side)
-            yield from frames
-            item["timestamps"] = decoding.result.times  # filled in once the pass is over
+            frames, decoding = decode(path, params.fps, params.max_side)
+            keep = None if select is None else roles
+            yield from ((n, image) for n, image in frames if keep is None or n in keep)
+            times = decoding.result.times  # filled in once the pass is over
+            item["timestamps"] = times if keep is None else [times[n - 1] for n in sorted(keep)]
             item["video_problem"] = decoding.result.problem
 
         return from_video
+    if not item.get("timestamps"):
+        item["timestamps"] = [None] * len(item["frame_files"])  # frames a dataset ships
 
     def from_files() -> Iterator:
         for number, path in zip(item["frame_numbers"], item["frame_files"], strict=True):
@@ -169,34 +190,39 @@ def _chip(image: Any, face: Face, rel: str, params: VideoAlignParams, folder: Pa
         return failure(exc, where, "cutting the chip", image)
 
 
-def _align_clip(item: dict[str, Any], backend: FaceBackend, params: VideoAlignParams,
-                folder: Path) -> list[dict[str, Any]]:
+def _align_clip(item: dict[str, Any], backend: FaceBackend, job: Job) -> list[dict[str, Any]]:
     import numpy as np
 
+    from fer_prep.faces.views import choose_view, in_view
     from fer_prep.images import UnreadableImage
-    from fer_prep.video import VideoError, frame_name
+    from fer_prep.video import VideoError
 
+    params: VideoAlignParams = job.params
     meta = {k: v for k, v in item.items() if k not in _INTERNAL and k != "item_path"}
-    frames = _frames_of(item, params)
     base: dict[int, dict[str, Any]] = {}
     done: dict[int, dict[str, Any]] = {}
     faces: dict[int, Face] = {}
     track = backend.tracker()
+    view = item.get("view")  # a dataset whose clips may hold the face in a part of the frame
 
     def rel(n: int) -> str:
-        return face_path(f"{item['item_path']}/{frame_name(n).rsplit('.', 1)[0]}", params.format)
+        return face_path(f"{item['item_path']}/{n:07d}", params.format)
 
     def where(n: int) -> str:
         return f"{item['source_path']} frame {n}"
 
     try:
+        frames = _frames_of(item, params, job.dataset)
         for n, image in frames():
-            base[n] = {**meta, "sample_id": f"{item['sample_id']}_{n:07d}", "frame": n,
-                       "backend": params.backend}
+            base[n] = {**meta, "sample_id": job.dataset.frame_id(item["sample_id"], n),
+                       "frame": n, "backend": params.backend}
             if isinstance(image, UnreadableImage):
                 done[n] = {"status": "unreadable", "message": str(image)}
                 continue
-            base[n].update(height=image.shape[0], width=image.shape[1])
+            if view in VIEW_CHOICES:  # decided once per clip, on its first readable frame
+                view = choose_view(image, backend, view)
+            image = in_view(image, view)
+            base[n].update(height=image.shape[0], width=image.shape[1], view=view)
             try:
                 face = track(image)
             except Exception as exc:  # one odd frame must not end the clip
@@ -207,7 +233,7 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, params: VideoAlignPa
             faces[n] = face
             if not params.smooth:
                 done[n] = {"status": "ok", "message": "",
-                           **_chip(image, face, rel(n), params, folder, where(n))}
+                           **_chip(image, face, rel(n), params, job.folder, where(n))}
     except VideoError as exc:
         return [{**meta, "status": "failed", "message": str(exc)}]
 
@@ -231,14 +257,17 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, params: VideoAlignPa
         for n, image in frames():
             if n in todo:
                 face, fields = todo[n]
-                done[n] = {**fields, **_chip(image, face, rel(n), params, folder, where(n))}
+                done[n] = {**fields, **_chip(in_view(image, view), face, rel(n), params,
+                                             job.folder, where(n))}
 
     times, paths = item["timestamps"], item.get("frame_paths")
+    roles = item.get("frame_roles")
     problem = item.get("video_problem") or ""
     rows = []
     for i, n in enumerate(sorted(base)):
+        role = roles[i] if roles else None
         row = {**base[n], "timestamp": times[i], "frame_path": paths[i] if paths else None,
-               **done[n]}
+               "role": role, **job.dataset.frame_label(meta, role), **done[n]}
         if problem and not row["message"]:
             row["message"] = problem  # a partly decoded video says so on every row
         rows.append(row)
@@ -248,7 +277,7 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, params: VideoAlignPa
 def align_clip_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
     """Worker: align every frame of each clip of the batch."""
     backend = worker_backend(job.params.backend)
-    return [row for item in items for row in _align_clip(item, backend, job.params, job.folder)]
+    return [row for item in items for row in _align_clip(item, backend, job)]
 
 
 @STAGES.register("align-video")

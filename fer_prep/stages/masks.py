@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fer_prep.datasets import Dataset
 from fer_prep.errors import InputError
 from fer_prep.params import Params, option
 from fer_prep.stages import STAGES, Job, Reduced, Stage
@@ -242,7 +243,7 @@ class Masks(Stage):
     folder = "masks"
     version = 1
     Params = MasksParams
-    kinds = frozenset({"sequences"})
+    kinds = frozenset({"sequences", "videos"})
     schema = "masks"
     inputs = ("align", "folds")
     root = "none"
@@ -253,6 +254,12 @@ class Masks(Stage):
     integers = ("frame",)
     map = staticmethod(diff_batch)
     shows = {"masks": "<fold>/<class>.png", "picture": PANEL}
+
+    @classmethod
+    def applies_to(cls, dataset: Dataset) -> bool:
+        """Sequences, and videos whose dataset picks neutral and peak frames (MMI, not AFEW)."""
+        picks = type(dataset).frame_selection is not Dataset.frame_selection
+        return dataset.kind == "sequences" or (dataset.kind == "videos" and picks)
 
     def notes(self, record: dict[str, Any]) -> list[str]:
         counts = record.get("counts", {})
@@ -270,7 +277,7 @@ class Masks(Stage):
             found = ", ".join(sorted(roles)) or "none"
             raise InputError(f"{ctx.upstream_folder('align')}: masks need a neutral and a peak "
                              f"face of each sequence, but the {ctx.dataset.name} faces have "
-                             f"roles: {found} (CK+: align with --frames neutral-peak)")
+                             f"roles: {found} (align with --frames neutral-peak)")
         grey = bool(ctx.upstream_record("align")["params"].get("grey"))
         items = diff_items(faces, ctx.upstream_folder("align"), params.warp == "dense", grey)
         if items.empty:

@@ -29,8 +29,8 @@ from fer_prep.stages import STAGES, Job, Stage
 #: what ffmpeg says when the place its frames go cannot take them (not the video's fault)
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 COLUMNS = (
-    "sample_id", "dataset", "subject", "sequence", "split", "frame", "timestamp", "label",
-    "label_code", "source_path", "frame_path", "status", "message",
+    "sample_id", "dataset", "subject", "sequence", "split", "frame", "timestamp", "role",
+    "label", "label_code", "source_path", "frame_path", "status", "message",
 )
 
 
@@ -45,22 +45,55 @@ class FrameParams(Params):
                                   low=16)
 
 
-def frame_rows(item: dict[str, Any], times: list[float], folder: str, problem: str
+def frame_rows(item: dict[str, Any], times: list[float | None], numbers: list[int],
+               files: list[str], problem: str, roles: dict[int, str] | None, job: Job
                ) -> list[dict[str, Any]]:
-    """One manifest row per decoded frame of `item`'s video."""
-    from fer_prep.video import frame_name
-
+    """One manifest row per kept frame of `item`'s clip (its number, time and file)."""
     status = "partial" if problem else "ok"
     return [
-        {**item, "sample_id": f"{item['sample_id']}_{i:07d}", "frame": i, "timestamp": t,
-         "frame_path": f"{folder}/{frame_name(i)}", "status": status, "message": problem}
-        for i, t in enumerate(times, start=1)
+        {**item, "sample_id": job.dataset.frame_id(item["sample_id"], n), "frame": n,
+         "timestamp": t, "role": roles.get(n) if roles else None, "frame_path": f,
+         "status": status, "message": problem,
+         **(job.dataset.frame_label(item, roles.get(n)) if roles else {})}
+        for n, t, f in zip(numbers, times, files, strict=True)
     ]
+
+
+def _keep_selected(tmp: Path, count: int, roles: dict[int, str] | None) -> list[int]:
+    """The frame numbers the dataset keeps; the others' files are removed from `tmp`."""
+    from fer_prep.video import frame_name
+
+    if roles is None:
+        return list(range(1, count + 1))
+    for n in range(1, count + 1):
+        if n not in roles:
+            (tmp / frame_name(n)).unlink(missing_ok=True)
+    return sorted(n for n in roles if 1 <= n <= count)
+
+
+def _copy_frames(item: dict[str, Any], tmp: Path) -> list[str]:
+    """Place a clip the dataset ships as frame files (MMI as FMPN extracted it) into `tmp`:
+    linked where the file system allows, else copied, named by frame number as `frame_name`
+    names them (their own suffix)."""
+    from fer_prep.video import VideoError
+
+    tmp.mkdir(parents=True)
+    names = []
+    for number, source in zip(item["frame_numbers"], item["frame_files"], strict=True):
+        if not Path(source).is_file():
+            raise VideoError(f"{source}: frame file missing (was it moved since the read?)")
+        name = f"{number:07d}{Path(source).suffix.lower()}"
+        try:
+            os.link(source, tmp / name)
+        except OSError:
+            shutil.copyfile(source, tmp / name)
+        names.append(name)
+    return names
 
 
 def extract_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
     """Worker: extract each video into place; every video yields rows, whatever happens."""
-    from fer_prep.video import VideoError, extract_frames
+    from fer_prep.video import VideoError, extract_frames, frame_name
 
     params, folder = job.params, job.folder
     rows = []
@@ -68,15 +101,26 @@ def extract_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]
         out = folder / item["item_path"]
         tmp = out.with_name(f".{out.name}{TMP_MARK}{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        meta = {k: v for k, v in item.items() if k not in job.dataset.internal}
         try:
-            decoded = extract_frames(Path(item["source_path"]), tmp, params.fps,
-                                     params.quality, params.max_side)
+            if item.get("frame_files"):
+                names = _copy_frames(item, tmp)
+                numbers, times, problem = list(item["frame_numbers"]), [None] * len(names), ""
+                roles = dict(zip(numbers, item["frame_roles"], strict=True))
+            else:
+                decoded = extract_frames(Path(item["source_path"]), tmp, params.fps,
+                                         params.quality, params.max_side)
+                select = job.dataset.frame_selection(item)
+                roles = select(len(decoded.times)) if select else None
+                numbers = _keep_selected(tmp, len(decoded.times), roles)
+                times = [decoded.times[n - 1] for n in numbers]
+                names, problem = [frame_name(n) for n in numbers], decoded.problem
         except VideoError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if any(os.strerror(e) in str(exc) for e in WRITE_ERRNOS):
                 raise WorkError(f"{tmp}: cannot write the frames ({exc}); fix that and run the "
                                 "same command again: what is finished is kept") from None
-            rows.append({**item, "status": "failed", "message": str(exc)})
+            rows.append({**meta, "status": "failed", "message": str(exc)})
             continue
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -85,7 +129,8 @@ def extract_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]
             raise
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
-        rows.extend(frame_rows(item, decoded.times, item["item_path"], decoded.problem))
+        files = [f"{item['item_path']}/{name}" for name in names]
+        rows.extend(frame_rows(meta, times, numbers, files, problem, roles, job))
     return rows
 
 
