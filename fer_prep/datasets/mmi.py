@@ -295,50 +295,86 @@ def _roles_of(numbers: list[int], options: MMIOptions) -> dict[int, str]:
     return roles
 
 
-#: the embedded CK+ sample's expressions → MMI's Emotion values
-_SAMPLE_CODES = {"anger": 1, "disgust": 2, "fear": 3, "happy": 4, "sadness": 5, "surprise": 6}
+#: canonical labels → MMI's Emotion values
+MMI_VALUES = {label: code for code, label in CODES.items() if code}
 SAMPLE_SIZE = (720, 576)  # MMI's frame size
 METADATA = """<?xml version="1.0" encoding="utf-8"?>
 <Session>
   <Metatag Name="Emotion" Value="{code}" />
-  <Metatag Name="Source" Value="fer-prep sample, not MMI" />
+  <Metatag Name="Source" Value="written by fer-prep from CK+ frames, not MMI" />
 </Session>
 """
+RECORDINGS = ("single", "dual-left", "dual-right", "turned")
 
 
-def write_mmi_sample(out: Path) -> Path:
-    """Write an MMI look-alike under ``out/mmi`` and return that root: one session per
-    labelled sequence of the embedded CK+ sample, played neutral → apex → neutral at MMI's
-    720x576 and 24 fps, with its metadata XML. Re-running writes the same bytes."""
-    import tempfile
+def ckplus_as_mmi(images: Path, labels: dict[str, str], out: Path,
+                  recordings: dict[str, str] | None = None) -> Path:
+    """Write CK+ sequences as MMI sessions under `out`: `Sessions/<n>/S052-001.avi` played
+    neutral → apex → neutral at MMI's 720x576 and 24 fps, beside its metadata XML; return `out`.
 
+    `images` is CK+'s cohn-kanade-images/, `labels` sequence (`S052_001`) → canonical label
+    (those MMI has); `recordings` sequence → how it was filmed (`RECORDINGS`): `dual-left` /
+    `dual-right` put the frontal face in that half with a turned copy in the other, `turned`
+    rotates the frames a quarter turn clockwise. For the embedded sample and for tests.
+    """
     import cv2
     import numpy as np
 
-    from fer_prep.sample import SUBJECTS, encode_avi, write_ckplus_sample
+    from fer_prep.sample import encode_avi
 
-    root = Path(out) / "mmi"
+    recordings = recordings or {}
+    for number, (sequence, label) in enumerate(sorted(labels.items()), start=1):
+        subject, take = sequence.split("_")
+        files = sorted((images / subject / take).glob("*.png"))
+        grey = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+        how = recordings.get(sequence, "single")
+        frames = [_filmed(image, how, cv2, np) for image in [*grey, *grey[-2::-1]]]
+        session = Path(out) / "Sessions" / str(number)
+        session.mkdir(parents=True, exist_ok=True)
+        h, w = frames[0].shape[:2]
+        encode_avi(iter(frames), session / f"{subject}-{take}.avi", (w, h), 24)
+        (session / f"{subject}-{take}.xml").write_text(
+            METADATA.format(code=MMI_VALUES[label]), encoding="utf-8")
+    return Path(out)
+
+
+def _filmed(image: Any, how: str, cv2: Any, np: Any) -> Any:
+    """One grey CK+ frame as MMI's camera would have given it (BGR, 720x576 or turned)."""
     w, h = SAMPLE_SIZE
+    canvas = np.full((h, w), 40, np.uint8)
+    if how.startswith("dual"):
+        half = w // 2
+        scale = half / image.shape[1]
+        face = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        fh, fw = face.shape
+        # the other view: the face turned away (its far side squeezed), as a mirror shows it
+        src = np.float32([[0, 0], [fw, 0], [fw, fh], [0, fh]])
+        dst = np.float32([[0, 0], [fw * 0.55, fh * 0.12], [fw * 0.55, fh * 0.88], [0, fh]])
+        turned = cv2.warpPerspective(face, cv2.getPerspectiveTransform(src, dst), (fw, fh),
+                                     borderValue=40)
+        y = (h - fh) // 2
+        frontal_x, other_x = (0, half) if how == "dual-left" else (half, 0)
+        canvas[y:y + fh, frontal_x:frontal_x + fw] = face
+        canvas[y:y + fh, other_x:other_x + fw] = turned
+    else:
+        y, x = (h - image.shape[0]) // 2, (w - image.shape[1]) // 2
+        canvas[y:y + image.shape[0], x:x + image.shape[1]] = image
+    if how == "turned":
+        canvas = cv2.rotate(canvas, cv2.ROTATE_90_CLOCKWISE)
+    return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR)
+
+
+def write_mmi_sample(out: Path) -> Path:
+    """Write an MMI look-alike under ``out/mmi`` and return that root: the labelled sequences
+    of the embedded CK+ sample as MMI sessions (`ckplus_as_mmi`). Re-running writes the same
+    bytes."""
+    import tempfile
+
+    from fer_prep.datasets.ckplus import read_ckplus
+    from fer_prep.sample import write_ckplus_sample
+
     with tempfile.TemporaryDirectory() as tmp:
-        ck = write_ckplus_sample(Path(tmp)) / "cohn-kanade-images"
-        number = 0
-        for subject in SUBJECTS:
-            for seq in subject.sequences:
-                if not seq.labelled or seq.expression not in _SAMPLE_CODES:
-                    continue
-                number += 1
-                files = sorted((ck / subject.name / f"{seq.number:03d}").glob("*.png"))
-                grey = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
-                frames = []
-                for image in [*grey, *grey[-2::-1]]:  # onset, apex, offset back to neutral
-                    canvas = np.full((h, w), 40, np.uint8)
-                    y, x = (h - image.shape[0]) // 2, (w - image.shape[1]) // 2
-                    canvas[y:y + image.shape[0], x:x + image.shape[1]] = image
-                    frames.append(cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR))
-                session = root / "Sessions" / str(number)
-                session.mkdir(parents=True, exist_ok=True)
-                stem = f"S{subject.name[1:]}-{seq.number:03d}"
-                encode_avi(iter(frames), session / f"{stem}.avi", SAMPLE_SIZE, 24)
-                (session / f"{stem}.xml").write_text(
-                    METADATA.format(code=_SAMPLE_CODES[seq.expression]), encoding="utf-8")
-    return root
+        ck = write_ckplus_sample(Path(tmp))
+        labels = {i["sequence"]: i["sequence_label"] for i in read_ckplus(ck, "peak")
+                  if i["sequence_label"] in MMI_VALUES}
+        return ckplus_as_mmi(ck / "cohn-kanade-images", labels, Path(out) / "mmi")

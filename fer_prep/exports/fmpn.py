@@ -45,8 +45,9 @@ PEAK = "peak"  # FMPN trains and tests on the last three frames of each sequence
 
 
 def face_name(row: Any, suffix: str = ".png") -> str:
-    """The file name FMPN lists: the chip's own name, or `<sample_id><suffix>` without faces."""
-    return Path(row.face).name if row.face else f"{row.sample_id}{suffix}"
+    """The file name FMPN lists: `<sample_id>` with the chip's suffix (`suffix` without faces);
+    a video's chips are named by frame number, FMPN's by sample (MMI: S001_100_040.png)."""
+    return f"{row.sample_id}{Path(row.face).suffix if row.face else suffix}"
 
 
 def per_image(dataset: Dataset) -> bool:
@@ -109,6 +110,10 @@ def write(source: Source, out: Staging) -> None:
     else:
         table = sequence_codes(source, codes)
         out.counts["sequences in emotion_labels.pkl"] = len(table)
+        if tag := BY_INDEX.get(source.info.name):
+            out.notes.append(f"FMPN-FER reads this with its {tag} loader only from a "
+                             f"--data_root whose folder name holds '{tag}' (data/data_loader.py),"
+                             f" e.g. datasets/{tag}")
     out.data("emotion_labels.pkl", pickle.dumps(table, protocol=2))  # protocol 2: Python 2 too
     if not images:
         problems += _masks(source, out, listed, codes, "ids" if single else None)
@@ -128,17 +133,26 @@ def _affectnet_notes(out: Staging, listed: Any) -> None:
                          "align --format jpg` gives its names")
 
 
+#: datasets FMPN-FER's own loader for them reads by class index (mmi_res.py: the pickle's value
+#: is the class), not by CK+'s float code − 1 (ckplus_res.py); data/data_loader.py picks the
+#: loader by a name in the --data_root folder's name
+BY_INDEX = {"mmi": "MMI"}
+
+
 def sequence_codes(source: Source, codes: dict[str, int]) -> dict[str, float | int]:
-    """Sequence → its code as a float, as FMPN's pickle holds it; −1 for an unlabelled one.
+    """Sequence → what FMPN's pickle holds for it: CK+'s code as a float (−1 for an unlabelled
+    one), MMI's class index as an int (its shipped pickle: 'S001_100' → 0…5).
 
     Every sequence of the manifest with frames is included, listed or not (FMPN's own pickle
     holds all 593 CK+ sequences); a sequence-level problem row (no frame) is not.
     """
+    by_index = source.info.name in BY_INDEX
     labels: dict[str, float | int] = {}
     for sequence, rows in source.rows.groupby("sequence", sort=True):
         known = rows["sequence_label"].dropna()
         if len(known):
-            labels[str(sequence)] = float(codes[known.iloc[0]])
+            code = codes[known.iloc[0]]
+            labels[str(sequence)] = code - 1 if by_index else float(code)
         elif rows["frame"].notna().any():
             labels[str(sequence)] = UNLABELLED
     return labels

@@ -52,11 +52,13 @@ def roll(face: Face) -> float:
 
 
 def frontal(face: Face) -> float:
-    """1 for a face looking at the camera, towards 0 as it turns: the ratio of the nose tip's
-    horizontal distances to the two outer eye corners."""
+    """Larger for a face looking at the camera, smaller as it turns away: the balance of the
+    nose tip's distances to the outer eye corners times the eyes' span against the face's
+    height (both shrink with the turn: the span by its cosine)."""
     points = face.landmarks68
     a, b = abs(points[30][0] - points[36][0]), abs(points[45][0] - points[30][0])
-    return min(a, b) / max(a, b, 1e-6)
+    span = math.dist(points[36], points[45]) / max(math.dist(points[27], points[8]), 1e-6)
+    return min(a, b) / max(a, b, 1e-6) * span
 
 
 def _largest(backend: FaceBackend, image: np.ndarray) -> Face | None:
