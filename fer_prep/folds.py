@@ -50,12 +50,14 @@ class Scheme:
     seeded: bool = False  # the seed changes the result
     k_folds: bool = True  # k sets the number of folds (else the split or the rows do)
     split_file: bool = False  # reads a split file (Options.split), which sets the folds
+    default_seed: int = 0  # the seed when none is given (a seed paper's own)
+    mixes_subjects: bool = False  # a seed's own folds that put a subject in train and test
 
 
 SCHEMES: Registry[Scheme] = Registry("fold scheme")
 
 
-def _scheme(name: str, **traits: bool) -> Callable:
+def _scheme(name: str, **traits: bool | int) -> Callable:
     """Decorator: register a scheme function under `name`, its docstring's first line as doc."""
 
     def add(fn: Callable[[pd.DataFrame, Options], pd.DataFrame]) -> Callable:
@@ -187,6 +189,38 @@ def image_kfold(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     return _placed(sequence.map(fold))
 
 
+#: MAFER's Oulu-CASIA class folders (datasets/oulucasia.py), whose order its database follows
+MAFER_FOLDERS = {"surprise": "Surprise", "happiness": "Happiness", "sadness": "Sadness",
+                 "anger": "Anger", "fear": "Fear", "disgust": "Disgust"}
+
+
+@_scheme("mafer", seeded=True, default_seed=17, mixes_subjects=True)
+def mafer(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """MAFER's Oulu-CASIA folds: k folds of images (seed 17), NOT subject-independent.
+
+    main_oulu.py splits its image database with scikit-learn's `KFold(n_splits=10,
+    shuffle=True, random_state=17)`; the database lists `<Expression>/<image>` as os.listdir
+    gives them (datasets/oulucasia.py). Here that order is the sorted one (class folder, then
+    sample_id), which is os.listdir's on most file systems only by chance: these are MAFER's
+    folds exactly where its listing was sorted. A subject's frames lie in train and test, as
+    in MAFER (its 98.4 % is not a subject-independent figure; subject-kfold is the protocol).
+    """
+    import numpy as np
+    from sklearn.model_selection import KFold
+
+    folder = rows["label"].map(MAFER_FOLDERS)
+    order = rows.assign(_folder=folder)[folder.notna()].sort_values(["_folder", "sample_id"])
+    if len(order) < opts.k:
+        raise FoldError(f"{len(order)} images of MAFER's six classes cannot fill {opts.k} "
+                        "folds for scheme mafer; lower --k")
+    fold = np.empty(len(order), dtype=int)
+    splitter = KFold(n_splits=opts.k, shuffle=True, random_state=opts.seed)
+    for k, (_, test) in enumerate(splitter.split(np.arange(len(order)))):
+        fold[test] = k
+    placed = rows["sample_id"].map(dict(zip(order["sample_id"], fold, strict=True)))
+    return _placed(placed, "not one of MAFER's six classes (" + rows["label"].astype(str) + ")")
+
+
 @_scheme("official", k_folds=False)
 def official(rows: pd.DataFrame, opts: Options) -> pd.DataFrame:
     """The dataset's own train/test split as one fold (AFEW Train/Val, FER2013 Usage, …)."""
@@ -273,7 +307,8 @@ def assign(rows: pd.DataFrame, name: str, opts: Options) -> pd.DataFrame:
         reasons = out["message"].value_counts()
         raise FoldError(f"scheme {name} can use none of the {len(out)} {opts.dataset.name} rows; "
                         f"most are excluded as: {reasons.index[0]} ({reasons.iloc[0]} rows)")
-    check_subjects(out)
+    if not scheme.mixes_subjects:
+        check_subjects(out)
     return out
 
 
@@ -289,10 +324,12 @@ def fold_count(name: str, placed: pd.DataFrame, opts: Options) -> int:
     return max(int(placed.loc[placed["status"] == "ok", "fold"].max()), 0) + 1
 
 
-def subject_independent(placed: pd.DataFrame) -> bool:
+def subject_independent(placed: pd.DataFrame, name: str) -> bool:
     """Whether the folds are known to keep every person on one side: every used row has a
     subject id (`assign` then refused any subject in two folds). Rows without ids (FER2013,
-    AFEW, `image-kfold`) may hold one person in train and test."""
+    AFEW, `image-kfold`) may hold one person in train and test; `mafer` does so by design."""
+    if SCHEMES.get(name).mixes_subjects:
+        return False
     used = placed[placed["status"] == "ok"]
     return "subject" in used and bool(used["subject"].notna().all())
 

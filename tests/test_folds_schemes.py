@@ -135,3 +135,27 @@ def test_image_kfold_keeps_a_sequence_together_and_refuses_subjects(fer_work: Pa
     few = read_manifest(fer_work / "fer2013/align").head(4)
     with pytest.raises(FoldError, match="4 sequences cannot fill 5 folds"):
         assign(few, "image-kfold", Options(get_dataset("fer2013"), k=K))
+
+
+def test_mafer_folds_are_its_kfold_over_its_sorted_database(shared: Path, tmp_path: Path) -> None:
+    """MAFER's main_oulu.py: KFold(10, shuffle=True, random_state=17) over the images of
+    `<Expression>/<image>` listed in order; on CK+'s peak frames of its six classes."""
+    from sklearn.model_selection import KFold
+
+    tree = shared / "reference/ckplus_emotion_tree"
+    result = run("ckplus", "folds", tmp_path, root=tree, scheme="mafer")
+    assert result.record["params"]["seed"] == 17 and result.record["n_folds"] == 10
+    assert result.record["subject_independent"] is False
+    assert "not subject-independent" in result.summary()
+    placed = read_manifest(result.folder)
+    used = placed[placed["status"] == "ok"]
+    folders = {"surprise": "Surprise", "happiness": "Happiness", "sadness": "Sadness",
+               "anger": "Anger", "fear": "Fear", "disgust": "Disgust"}
+    database = sorted(f"{folders[r.label]}/{r.sample_id}.png" for r in used.itertuples())
+    assert set(placed.loc[placed["status"] != "ok", "label"]) <= {"neutral", "contempt"}
+    expected = {}
+    for k, (_, test) in enumerate(KFold(10, shuffle=True, random_state=17).split(database)):
+        expected.update({database[i].split("/")[1][:-4]: k for i in test})
+    assert dict(zip(used["sample_id"], used["fold"].astype(int), strict=True)) == expected
+    again = run("ckplus", "folds", tmp_path / "again", root=tree, scheme="mafer", seed=3)
+    assert again.record["params"]["seed"] == 3

@@ -51,7 +51,8 @@ class FoldsParams(Params):
     scheme: str | None = option(None, "Fold scheme [the dataset's: subject-kfold, AFEW "
                                 "official; file when --split is given].", choices=_schemes)
     k: int = option(10, "Number of folds (k-fold schemes).", low=2)
-    seed: int = option(0, "Seed (subject-kfold, image-kfold).")
+    seed: int | None = option(None, "Seed of the seeded schemes (subject-kfold, image-kfold, "
+                              "mafer) [0; mafer: 17, MAFER's].")
     split: str | None = option(None, "Scheme file: a shipped split's name or a split CSV.")
 
     def resolved(self) -> FoldsParams:
@@ -66,7 +67,8 @@ class FoldsParams(Params):
         chosen = SCHEMES.get(scheme)
         split = None if self.split is None else resolve_split(self.split)[1]
         return replace(self, scheme=scheme, split=split, k=self.k if chosen.k_folds else None,
-                       seed=self.seed if chosen.seeded else None)
+                       seed=(chosen.default_seed if self.seed is None else self.seed)
+                       if chosen.seeded else None)
 
 
 def _warn_about_split(table: pd.DataFrame | None, rows: pd.DataFrame, ok: pd.DataFrame,
@@ -123,8 +125,8 @@ class Folds(Stage):
         sizes = " ".join(str(n) for n in record.get("test_rows", []))
         lines = [f"{record.get('n_folds')} fold(s); test rows per fold: {sizes}"]
         if record.get("subject_independent") is False:
-            lines.append("not subject-independent: the rows have no subject ids, so one "
-                         "person's faces may be in train and test")
+            lines.append("not subject-independent: one person's faces may be in train and "
+                         "test (rows without subject ids, or a scheme that mixes them)")
         return lines
 
     def reads_dataset(self, params: FoldsParams, ctx: Context) -> bool:
@@ -185,5 +187,6 @@ class Folds(Stage):
                     members[list(LIST_COLUMNS)].to_csv(tmp, index=False)
                 files.append(rel)
         sizes = [int((ok["fold"] == k).sum()) for k in range(n_folds)]
+        independent = subject_independent(placed, params.scheme)
         return Reduced(placed, files, {"n_folds": n_folds, "test_rows": sizes,
-                                       "subject_independent": subject_independent(placed)})
+                                       "subject_independent": independent})
