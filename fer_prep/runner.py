@@ -240,6 +240,13 @@ def run(
         ctx = Context(ds, st, Path(work).expanduser(), folder, None, read_options, record)
         if st.reads_dataset(params, ctx) or root is not None:
             ctx.root = check_root(root, ds.name)
+        elif given_reader := sorted(k for k, v in reader.items() if v is not None):
+            names = ", ".join(f"--{k.replace('_', '-')}" for k in given_reader)
+            made = ", ".join(f"{ds.name}/{u}" for u in st.upstream(params, ctx))
+            raise OptionError(f"{names}: options of reading {ds.name}, and this {st.command} "
+                              f"reads what is in {made}: give them where {ds.name} is read "
+                              f"(the stage that made {made}), or read it here if the stage "
+                              "can (align --from-video --root)")
         upstream = st.upstream(params, ctx)
         models = model_hashes(st.models(params), (record or {}).get("models"))
         fp = stage_fingerprint(st.name, st.version, params.record(), models)

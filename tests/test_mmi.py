@@ -199,3 +199,10 @@ def test_the_label_pickle_loads_plain_data_only(fmpn_root: Path, tmp_path: Path)
                                   "--work", str(tmp_path / "work")])
     assert result.exit_code == 1
     assert "not FMPN's label table" in result.output and "is not plain data" in result.output
+
+
+def test_reader_options_where_the_dataset_is_not_read_are_an_error(mmi: dict) -> None:
+    result = CliRunner().invoke(main, ["mmi", "align", "--work", str(mmi["work"]),
+                                       "--view", "left"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: --view: options of reading mmi")
