@@ -164,7 +164,7 @@ def _work_options() -> list[click.Option]:
 
 
 DATASET_HELP = ("Dataset whose WORK/<dataset>/ to use: a registered one (`fer-prep list`) or "
-                "the --name a class-folder tree was aligned under.")
+                "the --name a class-folder or image-sequence tree was aligned under.")
 
 
 def _datasets() -> list[str]:

@@ -28,8 +28,8 @@ An item's id is its file's stem, or (where two files share a stem) its path unde
 dlib's 68 points inside it) and the `whole` template (48 px: give `--size` for larger crops,
 `--backend mediapipe --template eyes` for uncropped photos).
 
-The issue's `--name NAME` (the same reader registered under another name) is not offered: the
-registry and WORK/<dataset>/ are keyed by the class's name, so two trees take two work folders.
+`--name NAME` gives a tree its own name: WORK/<name>/, and `--dataset <name>` in later
+commands (CK+48 as `ck48`), so two trees do not share WORK/folders/.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class Folders(Dataset):
         return write_folders_sample(out)
 
 
-def _key(name: str) -> str:
+def folder_key(name: str) -> str:
     """A folder name as the alias table and --classes match it."""
     return re.sub(r"[\s_\-]+", "", name.strip().lower())
 
@@ -134,11 +134,11 @@ def parse_classes(text: str | None) -> dict[str, str]:
             raise OptionError(f"--classes {text!r}: {part.strip()!r} is not folder=label "
                               f"({CLASSES_FORMAT})")
         name = label.strip().lower()
-        canonical = name if name in CANONICAL else ALIASES.get(_key(name))
+        canonical = name if name in CANONICAL else ALIASES.get(folder_key(name))
         if canonical is None:
             raise OptionError(f"--classes {text!r}: {label.strip()!r} is not a label; labels: "
                               f"{', '.join(CANONICAL)} (or a common name: happy, angry, …)")
-        out[_key(folder)] = canonical
+        out[folder_key(folder)] = canonical
     return out
 
 
@@ -152,12 +152,12 @@ def _subject_regex(pattern: str | None) -> re.Pattern[str] | None:
                           f"({exc})") from None
 
 
-def _stray(path: Path) -> bool:
+def is_stray(path: Path) -> bool:
     name = path.name.lower()
     return name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES
 
 
-def _hidden(path: Path, root: Path) -> bool:
+def is_hidden(path: Path, root: Path) -> bool:
     """Whether `path` lies in a hidden folder or macOS's __MACOSX below `root`."""
     return any(p.startswith(".") or p == "__MACOSX" for p in path.relative_to(root).parts[:-1])
 
@@ -168,14 +168,14 @@ def read_folders(root: Path, subject_pattern: str | None = None, classes: str | 
     root = Path(root)
     given = parse_classes(classes)
     regex = _subject_regex(subject_pattern)
-    folders = sorted(d for d in root.iterdir() if d.is_dir() and not _hidden(d / "x", root))
-    files = {d: sorted(p for p in d.rglob("*") if p.is_file() and not _hidden(p, root))
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not is_hidden(d / "x", root))
+    files = {d: sorted(p for p in d.rglob("*") if p.is_file() and not is_hidden(p, root))
              for d in folders}
-    if not any(not _stray(p) for found in files.values() for p in found):
+    if not any(not is_stray(p) for found in files.values() for p in found):
         raise InputError(f"{root}: no class folder holding images (<root>/<class>/*.png, .jpg, "
                          "…: is this a class-folder tree?)")
     loose = sorted(p for p in root.iterdir() if p.is_file())
-    images = [p for found in files.values() for p in found if not _stray(p)]
+    images = [p for found in files.values() for p in found if not is_stray(p)]
     ids = _sample_ids(images, root)
     items = [_loose(p, root) for p in loose]
     for folder in folders:
@@ -186,7 +186,7 @@ def read_folders(root: Path, subject_pattern: str | None = None, classes: str | 
                     "class_folder": folder.name, "split": None,
                     "source_path": str(path.absolute()), "status": "ok", "message": ""}
             item["sequence"] = item["sample_id"]
-            if _stray(path):
+            if is_stray(path):
                 item.update(status="stray", message=f"{path}: not an image: skipped")
             elif status != "ok":
                 item.update(status=status, message=message)
@@ -221,7 +221,7 @@ def _sample_ids(images: list[Path], root: Path) -> dict[Path, str]:
 def _loose(path: Path, root: Path) -> dict[str, Any]:
     """A file beside the class folders: stray, or an image in no class."""
     rel = path.relative_to(root).as_posix()
-    status, message = (("stray", f"{path}: not an image: skipped") if _stray(path) else
+    status, message = (("stray", f"{path}: not an image: skipped") if is_stray(path) else
                        ("no_class", f"{path}: an image outside the class folders "
                         "(<root>/<class>/…): skipped"))
     return {"sample_id": f"./{rel}", "dataset": "folders", "subject": None, "sequence": f"./{rel}",
@@ -232,18 +232,19 @@ def _loose(path: Path, root: Path) -> dict[str, Any]:
 def _label_of(folder: Path, given: dict[str, str], files: list[Path]) -> tuple[str | None, str,
                                                                                str]:
     """(label, status, message) of a class folder: --classes first, then the common names."""
-    key = _key(folder.name)
+    key = folder_key(folder.name)
     if key in given:
         return given[key], "ok", ""
     if key in ALIASES:
         return ALIASES[key], "ok", ""
-    n = sum(not _stray(p) for p in files)
+    n = sum(not is_stray(p) for p in files)
     if key.isdigit():
         return None, "numbered_class", (
             f"{folder}: numbered class folder '{folder.name}' ({n} images): numbered trees "
             "follow no one convention (MA-Net's 0…6 are AffectNet's order), so fer-prep does "
             f"not guess; say what each folder is, e.g. {EXAMPLE_NUMBERED}")
-    inner = [d.name for d in sorted(folder.iterdir()) if d.is_dir() and _key(d.name) in ALIASES]
+    inner = [d.name for d in sorted(folder.iterdir())
+             if d.is_dir() and folder_key(d.name) in ALIASES]
     hint = (f"; its subfolders are classes ({', '.join(inner)}): give --root {folder}"
             if inner else "")
     return None, "unknown_class", (
