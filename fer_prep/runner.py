@@ -127,12 +127,13 @@ class Context:
             stat: Any = None
             path = item["source_path"]
             if item["status"] == "ok" and not item.get("content"):
-                if path not in stats:  # items sharing one file (a CSV's rows) stat it once
-                    try:
-                        stats[path] = stat_key(path)
-                    except OSError as exc:
-                        stats[path] = exc.errno
-                stat = stats[path]
+                for file in item.get("frame_files") or [path]:  # a clip of frame files: each
+                    if file not in stats:  # items sharing one file (a CSV's rows) stat it once
+                        try:
+                            stats[file] = stat_key(file)
+                        except OSError as exc:
+                            stats[file] = exc.errno
+                stat = [stats[f] for f in item.get("frame_files") or [path]]
             out.append([_meta(item), self.relative(path), stat])
         return [str(self.root), out]
 

@@ -206,3 +206,28 @@ def test_reader_options_where_the_dataset_is_not_read_are_an_error(mmi: dict) ->
                                        "--view", "left"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: --view: options of reading mmi")
+
+
+def test_fmpn_frames_go_through_the_video_path(shared: Path, tmp_path: Path) -> None:
+    """FMPN's extracted frames (a neutral first frame and three apex frames per session) are
+    placed in the frames stage and aligned like decoded ones; a changed frame redoes its clip."""
+    ck = shared / "data/ckplus/cohn-kanade-images"
+    imgs = tmp_path / "MMI/imgs"
+    imgs.mkdir(parents=True)
+    for sequence, numbers in {"S052_004": (1, 30, 31, 32), "S055_005": (1, 12, 13, 14)}.items():
+        files = sorted((ck / sequence.replace("_", "/")).glob("*.png"))
+        for n, f in zip(numbers, [files[0], *files[-3:]], strict=True):
+            shutil.copyfile(f, imgs / f"{sequence}_{n:03d}.png")
+    (tmp_path / "MMI/emotion_labels.csv").write_text("sequence,label\nS052_004,3\nS055_005,5\n")
+    work = tmp_path / "work"
+    run("mmi", "video2frame", work, root=tmp_path / "MMI")
+    faces = read_manifest(run("mmi", "align-video", work).folder)
+    assert (faces["status"] == "ok").all()
+    assert faces["sample_id"].tolist() == ["S052_004_001", "S052_004_030", "S052_004_031",
+                                           "S052_004_032", "S055_005_001", "S055_005_012",
+                                           "S055_005_013", "S055_005_014"]
+    assert faces["role"].tolist() == ["neutral", "peak", "peak", "peak"] * 2
+    assert faces["label"].tolist() == ["neutral", *["happiness"] * 3, "neutral", *["surprise"] * 3]
+    shutil.copyfile(imgs / "S052_004_001.png", imgs / "S052_004_030.png")
+    again = run("mmi", "video2frame", work, root=tmp_path / "MMI")
+    assert again.computed == 1 and again.reused == 1
