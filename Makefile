@@ -35,6 +35,7 @@ bench: setup  ## speed side by side with the seeds' own methods (needs ../shared
 	$(BIN)/python bench/readers.py
 	$(BIN)/python bench/fer2013.py
 	$(BIN)/python bench/ckplus_align.py
+	$(BIN)/python bench/ckplus_follow.py
 	$(BIN)/python bench/mesh68_error.py
 	$(BIN)/python bench/afew_video.py
 	$(BIN)/python bench/fmpn_masks.py

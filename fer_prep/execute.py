@@ -85,9 +85,10 @@ def describe_os_error(path: str, exc: OSError) -> str:
 
 
 def fingerprint_sources(ctx: Context) -> pd.DataFrame:
-    """The dataset's items, each ok one fingerprinted by its content and its path relative to
-    the root (see `Context.source_items`). Content hashes are re-used from the stage folder's
-    `sources.json` while a file's size, mtime and inode are unchanged."""
+    """The dataset's items, each ok one fingerprinted by its content (an item of `frame_files`:
+    theirs) and its path relative to the root (see `Context.source_items`). Content hashes are
+    re-used from the stage folder's `sources.json` while a file's size, mtime and inode are
+    unchanged."""
     try:
         known = json.loads((ctx.folder / SOURCES).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -99,7 +100,10 @@ def fingerprint_sources(ctx: Context) -> pd.DataFrame:
         if item["status"] == "ok":
             path, rel = item["source_path"], ctx.relative(raw["source_path"])
             try:
-                content = raw.get("content") or _content(path, rel, known, sources)
+                content = raw.get("content") or (
+                    digest([_content(f, ctx.relative(f), known, sources)  # frames as files
+                            for f in raw["frame_files"]]) if raw.get("frame_files")
+                    else _content(path, rel, known, sources))
             except OSError as exc:
                 item.update(status="unreadable", message=describe_os_error(path, exc))
             else:
@@ -152,9 +156,26 @@ def _work(fn: Callable, batch: list[dict[str, Any]], job: Job, parent: int
     return fn(batch, job)
 
 
-def _batches(items: list[dict[str, Any]], jobs: int, size: int | None) -> list[list]:
+def _batches(items: list[dict[str, Any]], jobs: int, size: int | None,
+             group: str | None = None) -> list[list]:
+    """The items in batches of `size` (None: about four a worker, at most 32), cut only between
+    groups (items with equal `group` values, taken in order of first appearance; an item whose
+    value is null is a group of its own): a group larger than `size` is one batch."""
     size = size or max(1, min(32, math.ceil(len(items) / (4 * jobs))))
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    if group is None:
+        return [items[i : i + size] for i in range(0, len(items), size)]
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for item in items:
+        value = item.get(group)
+        groups.setdefault(object() if value is None or pd.isna(value) else value,
+                          []).append(item)
+    batches: list[list] = []
+    for members in groups.values():
+        if batches and len(batches[-1]) + len(members) <= size:
+            batches[-1].extend(members)
+        else:
+            batches.append(list(members))
+    return batches
 
 
 def _has_reduce(stage: Stage) -> bool:
@@ -267,7 +288,7 @@ def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataF
     n_jobs = min(resolve_jobs(jobs), len(todo))
     fps = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
     run = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    batches = _batches(todo, n_jobs, st.batch_size)
+    batches = _batches(todo, n_jobs, st.batch_size, st.group)
     done, what = 0, f"{dataset.name} {st.folder}"
     if progress is not None:
         progress(what, 0, len(todo))

@@ -56,18 +56,27 @@ def test_eye_centres_land_on_the_template(aligned) -> None:
 
 
 def test_landmarks_are_inside_the_box(aligned) -> None:
-    """The 68 points lie in the face box, and that box is the detector's face, not a far one."""
-    _, manifest, _ = aligned
+    """The 68 points lie in the face box, and that box is the detector's face, not a far one.
+
+    MediaPipe follows the three consecutive peak frames (video mode: no detector box); the
+    neutral frame, a run of one, is detected."""
+    backend, manifest, _ = aligned
+    followed = manifest["detector"] == "mesh-tracking"
+    assert followed.sum() == (18 * 3 if backend == "mediapipe" else 0)
+    assert manifest.loc[followed, "detector_box"].isna().all()
     for row in manifest.itertuples():
         x, y, w, h = row.box
         lm = np.asarray(row.landmarks68).reshape(68, 2)
-        assert (lm >= [x, y]).all() and (lm <= [x + w, y + h]).all(), row.sample_id
+        inside = (lm >= np.subtract([x, y], 0.01)) & (lm <= np.add([x + w, y + h], 0.01))
+        assert inside.all(), row.sample_id  # 0.01 px: the tracker's box, w = x1 - x0, in float32
         extent = lm.max(0) - lm.min(0)
         assert (np.array([w, h]) <= 1.6 * extent).all(), row.sample_id
+        assert len(row.landmarks5) == 10 and row.backend
+        if row.detector == "mesh-tracking":
+            continue
         dx, dy, dw, dh = row.detector_box  # the detector's own box overlaps the landmarks' extent
         inside = (lm >= [dx, dy]) & (lm <= [dx + dw, dy + dh])
         assert inside.all(1).mean() >= 0.6, row.sample_id
-        assert len(row.landmarks5) == 10 and row.backend
 
 
 def test_labels_equal_the_emotion_files(aligned, shared: Path) -> None:

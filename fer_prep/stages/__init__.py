@@ -73,6 +73,9 @@ class Stage:
     internal: ClassVar[tuple[str, ...]] = ()  # item columns the workers need, not the manifest
     integers: ClassVar[tuple[str, ...]] = ()  # row columns holding whole numbers
     batch_size: ClassVar[int | None] = None  # items per batch (None: sized by the runner)
+    #: the item column whose equal values one batch keeps together (the frames of a sequence
+    #: the map follows), so results do not depend on batching or resume; None: any cut
+    group: ClassVar[str | None] = None
     map: ClassVar[MapFn | None] = None
     shows: ClassVar[dict[str, str]] = {}  # summary lines: what → path under the stage folder
 

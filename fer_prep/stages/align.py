@@ -8,6 +8,16 @@ and an aligned chip.
 
 Every item gets a row, whatever happens to it: `ok`, `no_face`, `unreadable` (the file) or
 `failed` (a model raised on that frame, with its words).
+
+`follow` (default on): the frames of a sequence with consecutive `frame` numbers are one run,
+followed in frame order with the backend's tracker (MediaPipe's video mode, which redetects
+when it loses the face; a backend without one detects every frame). A gap, an unreadable or
+failed frame, a dataset's own box or landmarks, or `upscale` start afresh; a run of one frame is
+detected as without `follow`. Frames the tracker followed say `mesh-tracking` in `detector`
+and have no `detector_box`; `n_faces` is empty on every frame of a run (the tracker follows one
+face, it does not count them). A frame's result then depends on the frames before it, so each
+frame's fingerprint holds its sequence's: a changed frame or another frame selection redoes the
+sequence, and batches keep a sequence whole (`group`).
 """
 
 from __future__ import annotations
@@ -19,15 +29,22 @@ from typing import TYPE_CHECKING, Any
 
 from fer_prep.align import TEMPLATES
 from fer_prep.errors import WorkError
-from fer_prep.faces import Hint, NoLandmarks, list_backends, model_files
+from fer_prep.faces import FaceBackend, Hint, NoLandmarks, list_backends, model_files
 from fer_prep.manifest import FACE_COLUMNS
 from fer_prep.params import Params, option
 from fer_prep.stages import STAGES, Job, Stage
 
 if TYPE_CHECKING:
-    import numpy as np
+    from collections.abc import Callable
 
-    from fer_prep.faces import Face, FaceBackend
+    import numpy as np
+    import pandas as pd
+
+    from fer_prep.faces import Face
+    from fer_prep.runner import Context
+
+    #: image → (its faces, largest first; whether they are all the faces in the image)
+    Locate = Callable[[np.ndarray], tuple[list[Face], bool]]
 
 FACES = "faces"
 FORMATS = ("png", "jpg")
@@ -58,6 +75,16 @@ class AlignParams(Params):
         tpl = TEMPLATES.get(self.template)
         return replace(self, size=tpl.size if self.size is None else int(self.size),
                        padding=tpl.padding if self.padding is None else float(self.padding))
+
+
+@dataclass(frozen=True)
+class FrameAlignParams(AlignParams):
+    """AlignParams, plus how the frames of a sequence are read (the align stage's; clips are
+    always followed, see `align_video`)."""
+
+    follow: bool = option(True, "Follow the face through consecutive frames of a sequence (the "
+                          "backend's video mode, redetecting when it loses the face) instead of "
+                          "detecting it in every frame.")
 
 
 @cache
@@ -122,12 +149,77 @@ def failure(exc: Exception, where: str, what: str, image: np.ndarray) -> dict[st
 
 
 def align_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
-    """Worker: align each item's image; every item yields a row, whatever happens."""
-    backend = worker_backend(job.params.backend)
-    return [_align_one(item, backend, job) for item in items]
+    """Worker: align each item's image, following each run of frames; every item yields a row,
+    whatever happens."""
+    params: FrameAlignParams = job.params
+    backend = worker_backend(params.backend)
+    rows = []
+    for run in frame_runs(items, params.follow and not params.upscale and video_mode(backend)):
+        if len(run) == 1:
+            item = run[0]
+            rows.append(_align_one(item, job, lambda image, item=item: (
+                find_faces(backend, image, hint_of(item), params.upscale), True)))
+        else:
+            rows.extend(_follow(run, backend, job))
+    return rows
 
 
-def _align_one(item: dict[str, Any], backend: FaceBackend, job: Job) -> dict[str, Any]:
+def video_mode(backend: FaceBackend) -> bool:
+    """Whether the backend follows faces itself (else its tracker detects every frame)."""
+    return type(backend).tracker is not FaceBackend.tracker
+
+
+def frame_runs(items: list[dict[str, Any]], follow: bool) -> list[list[dict[str, Any]]]:
+    """The items as runs to follow: each sequence's items by frame, cut at every gap and around
+    every item with a hint; without `follow`, or without a sequence or frame, one item a run."""
+    if not follow:
+        return [[item] for item in items]
+    runs: list[list[dict[str, Any]]] = []
+    sequences: dict[Any, list[dict[str, Any]]] = {}
+    for item in items:
+        if _missing(item.get("sequence")) or _missing(item.get("frame")):
+            runs.append([item])
+        else:
+            sequences.setdefault(item["sequence"], []).append(item)
+    for frames in sequences.values():
+        frames.sort(key=lambda i: int(i["frame"]))
+        run: list[dict[str, Any]] = []
+        for item in frames:
+            hinted = hint_of(item) is not None
+            if run and (hinted or hint_of(run[-1]) is not None
+                        or int(item["frame"]) != int(run[-1]["frame"]) + 1):
+                runs.append(run)
+                run = []
+            run.append(item)
+        runs.append(run)
+    return runs
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))  # None, or a table's NaN / NA
+
+
+def _follow(run: list[dict[str, Any]], backend: FaceBackend, job: Job) -> list[dict[str, Any]]:
+    """The rows of one run of consecutive frames, followed with the backend's tracker; a frame
+    that cannot be read or that a model fails on starts a new tracker (as a gap does)."""
+    track = backend.tracker()
+
+    def tracked(image: np.ndarray) -> tuple[list[Face], bool]:
+        face = track(image)
+        return ([] if face is None else [face]), False
+
+    rows = []
+    for item in run:
+        row = _align_one(item, job, tracked)
+        rows.append(row)
+        if row["status"] in ("unreadable", "failed"):
+            track = backend.tracker()
+    return rows
+
+
+def _align_one(item: dict[str, Any], job: Job, locate: Locate) -> dict[str, Any]:
     from fer_prep.images import UnreadableImage
 
     params: AlignParams = job.params
@@ -137,12 +229,13 @@ def _align_one(item: dict[str, Any], backend: FaceBackend, job: Job) -> dict[str
     except UnreadableImage as exc:
         return {**row, "status": "unreadable", "message": str(exc)}
     try:
-        faces = find_faces(backend, image, hint_of(item), params.upscale)
+        faces, counted = locate(image)
     except NoLandmarks as exc:  # the dataset's own box or landmarks do not fit the image
         return {**row, "status": "no_landmarks", "message": f"{item['source_path']}: {exc}"}
     except Exception as exc:  # a model choking on one odd frame must not end the run
         return {**row, **failure(exc, item["source_path"], params.backend, image)}
-    row.update(height=image.shape[0], width=image.shape[1], n_faces=len(faces))
+    row.update(height=image.shape[0], width=image.shape[1],
+               n_faces=len(faces) if counted else None)
     if not faces:
         return {**row, "status": "no_face",
                 "message": f"{item['source_path']}: no face found by {params.backend}"}
@@ -206,15 +299,39 @@ class Align(Stage):
     command = "align"
     folder = "align"
     version = 1
-    Params = AlignParams
+    Params = FrameAlignParams
     kinds = frozenset({"stills", "sequences"})
     schema = "faces"
     outputs = ("face_path",)
     columns = FACE_COLUMNS
     quiet = frozenset({"ok", "no_face"})
     integers = ("n_faces", "width", "height")
+    group = "sequence"
     map = staticmethod(align_batch)
     shows = {"faces": FACES}
 
-    def models(self, params: AlignParams) -> list[Path]:
+    def models(self, params: FrameAlignParams) -> list[Path]:
         return model_files(params.backend)
+
+    def items(self, ctx: Context, params: FrameAlignParams) -> pd.DataFrame:
+        items = ctx.source_items()
+        if params.follow and not params.upscale:
+            items = with_sequence_fingerprints(items)
+        return items
+
+
+def with_sequence_fingerprints(items: pd.DataFrame) -> pd.DataFrame:
+    """`items` with each usable frame's fingerprint holding its sequence's (every usable frame's
+    id and fingerprint): a followed frame's result depends on the frames before it."""
+    from fer_prep.cache import digest
+
+    if "sequence" not in items:
+        return items
+    items = items.copy()
+    usable = items[(items["status"] == "ok") & items["sequence"].notna()]
+    for _, frames in usable.groupby("sequence", sort=False):
+        if len(frames) > 1:
+            whole = digest(frames[["sample_id", "fingerprint"]].values.tolist())
+            items.loc[frames.index, "fingerprint"] = [digest([fp, whole])
+                                                      for fp in frames["fingerprint"]]
+    return items
