@@ -147,6 +147,11 @@ def extract_frames(
     output = _stream(path, fps, max_side).output(
         pattern, start_number=1, **_PASSTHROUGH, **{"q:v": quality}
     )
+    return _run(path, output)
+
+
+def _run(path: Path, output) -> Decoded:
+    """Run ffmpeg to the end on `output` (a file pattern or a null sink) and read its outcome."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "ffmpeg.log"
         proc = subprocess.run(_command(output), capture_output=True, env=_report_env(report))
@@ -159,12 +164,7 @@ def count_frames(path: Path, fps: float | None = None, max_side: int | None = No
     """What `decode` would give, without the pixels: the timestamps (so the number of frames)
     and the problem, for a dataset that picks frames by their place in the clip (MMI's apex)."""
     output = _stream(path, fps, max_side).output("-", format="null", **_PASSTHROUGH)
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "ffmpeg.log"
-        proc = subprocess.run(_command(output), capture_output=True, env=_report_env(report))
-        errors = _errors(report)
-    log = proc.stderr.decode("utf-8", errors="replace")
-    return _result(path, log, errors, proc.returncode, len(_timestamps(log)))
+    return _run(path, output)
 
 
 def decode(
