@@ -347,3 +347,35 @@ def test_the_sample_is_oulu_shaped_and_deterministic(samples: Path, tmp_path: Pa
     files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert all((root / f).read_bytes() == (again / f).read_bytes() for f in files)
+
+
+def test_mafer_export_is_the_folder_its_loader_reads(aligned, tmp_path: Path) -> None:
+    """MAFER's datasets/oulucasia.py reads `<Expression>/<image>` with cv2 and loads the
+    database CSV when it exists; main_oulu.py KFolds its rows (seed 17) and subtracts
+    mean.npy per BGR channel. Checked here as its loader reads them (CI cannot fetch it)."""
+    from sklearn.model_selection import KFold
+
+    from fer_prep.exports import export
+
+    work, faces = aligned
+    folds = run("oulu", "folds", work, scheme="mafer")
+    out = tmp_path / "oulucasia"
+    result = export("mafer", "oulu", work, out)
+    table = pd.read_csv(out / "oulucasia_database.csv")  # as MAFER reads it back
+    assert list(table.columns) == ["Unnamed: 0", "image_path", "expression"]
+    assert len(table) == (faces["status"] == "ok").sum() == sum(
+        n for k, n in result.counts.items() if k.endswith("faces"))
+    index = {"Surprise": 0, "Happiness": 1, "Sadness": 2, "Anger": 3, "Fear": 4, "Disgust": 5}
+    for path, code in zip(table["image_path"], table["expression"], strict=True):
+        assert Path(path).parent.parent == out.absolute() and cv2.imread(path) is not None
+        assert index[Path(path).parent.name] == code
+    assert table["image_path"].tolist() == sorted(table["image_path"])
+    placed = read_manifest(folds.folder).query("status == 'ok'")
+    ours = dict(zip(placed["sample_id"], placed["fold"], strict=True))
+    theirs = {}
+    for k, (_, test) in enumerate(KFold(10, shuffle=True, random_state=17).split(table)):
+        theirs.update({Path(table["image_path"][i]).stem: k for i in test})
+    assert theirs == ours  # MAFER's own KFold over the database = folds --scheme mafer
+    mean = np.load(out / "mean.npy")
+    pixels = np.concatenate([cv2.imread(p).reshape(-1, 3) for p in table["image_path"]])
+    assert mean.shape == (3,) and np.allclose(mean, pixels.mean(0))

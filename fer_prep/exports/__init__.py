@@ -7,7 +7,9 @@ format lives in its own module, registered by name in `EXPORTS` and imported onl
 - `emotion-fan`: Emotion-FAN's `data/` (`face/…` folders per sequence or clip, `txt/` lists);
 - `imagefolder`: `fold_K/{train,test}/<class>/…` for torchvision's ImageFolder (MA-Net);
 - `landmark-driven`: grey images with a 136-line landmark file each, and `*_images.txt` /
-  `*_labels.txt` lists (Landmark-Driven FER).
+  `*_labels.txt` lists (Landmark-Driven FER);
+- `ferplus`, `diversified-fer`, `esr-affectnet`: FERPlus's, Diversified FER's and ESR's trees;
+- `mafer`: MAFER's Oulu-CASIA folder (`<Expression>/…`, its database CSV, `mean.npy`).
 
 The export is built in a temporary sibling of `out` and moved into place entry by entry at the
 end, so a killed run leaves nothing half-written in `out`. An `out` that holds files this export
@@ -47,6 +49,7 @@ EXPORTS.add("landmark-driven", "fer_prep.exports.landmark_driven:write")
 EXPORTS.add("ferplus", "fer_prep.exports.ferplus:write")
 EXPORTS.add("diversified-fer", "fer_prep.exports.diversified_fer:write")
 EXPORTS.add("esr-affectnet", "fer_prep.exports.esr_affectnet:write")
+EXPORTS.add("mafer", "fer_prep.exports.mafer:write")
 
 MARKER = "fer-prep-export.json"  # what an export wrote into `out`, so a re-export may replace it
 HOW = ("link", "copy")
@@ -98,10 +101,12 @@ class Source:
 class Staging:
     """The export's temporary folder: exporters place faces and write files here."""
 
-    def __init__(self, root: Path, how: str, allow_empty: bool = False) -> None:
+    def __init__(self, root: Path, how: str, allow_empty: bool = False,
+                 final: Path | None = None) -> None:
         if how not in HOW:
             raise OptionError(f"how must be one of {HOW}, not {how!r}")
         self.root, self.how, self.allow_empty = root, how, allow_empty
+        self.final = final or root  # where the export is published (for absolute paths in it)
         self.placed: Counter[str] = Counter()  # faces by how they were placed
         self.counts: Counter[str] = Counter()  # what the exporter wants the summary to say
         self.skipped: list[str] = []  # one message per item left out, naming it
@@ -329,7 +334,7 @@ def export(
     root = out.parent / f".{out.name}{TMP_MARK}{os.getpid()}"
     root.mkdir()
     try:
-        staging = Staging(root, how, allow_empty)
+        staging = Staging(root, how, allow_empty, out.absolute())
         source = _drop_missing_faces(source, staging)
         if source.record.get("stale"):
             staging.notes.append(f"the {dataset} folds are stale (align changed after them); "
