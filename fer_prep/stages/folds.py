@@ -136,7 +136,8 @@ class Folds(Stage):
         items = ctx.dataset.read_labels(ctx.root)
         if items is None:
             raise InputError(f"{ctx.dataset.name}: folds from a root without faces work only "
-                             "where the labels alone name the frames (CK+); run "
+                             "where the labels and file names alone name the frames (CK+'s "
+                             f"Emotion/, Oulu-CASIA, MMI's extracted frames); run "
                              f"{ctx.remedy('align')} and drop --root")
         return items
 
