@@ -15,7 +15,13 @@ from fer_prep.align import TEMPLATES, align_face
 from fer_prep.datasets import KINDS, get_dataset, list_datasets
 from fer_prep.errors import FerPrepError, FoldError
 from fer_prep.exports import EXPORTS, MARKER, export
-from fer_prep.faces import create_backend, list_backends, model_files
+from fer_prep.faces import (
+    FaceBackend,
+    create_backend,
+    has_video_mode,
+    list_backends,
+    model_files,
+)
 from fer_prep.folds import SCHEMES, Options, assign, fold_count
 from fer_prep.images import read_image
 from fer_prep.labels import CANONICAL
@@ -125,6 +131,8 @@ def test_backend_contract(name: str, ck_sample: Path) -> None:
     assert backend.faces(np.zeros((8, 8), np.uint8)) == []  # too small to hold a face
     track = backend.tracker()
     assert track(frame) is not None
+    # the registry says, without importing it, whether the backend follows faces itself
+    assert has_video_mode(name) == (type(backend).tracker is not FaceBackend.tracker)
 
 
 @pytest.fixture(scope="module")

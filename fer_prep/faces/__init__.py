@@ -54,6 +54,7 @@ class BackendEntry:
 
     target: str
     models: tuple[Callable[[], Path], ...]
+    video_mode: bool = False  # its `tracker` follows faces itself (else it detects each frame)
 
     def model_files(self) -> list[Path]:
         return [locate() for locate in self.models]
@@ -67,7 +68,8 @@ BACKENDS: Registry[BackendEntry] = Registry("face backend")
 BACKENDS.add("mediapipe", BackendEntry("fer_prep.faces.mediapipe:MediaPipeBackend", (
     partial(mediapipe_model, "face_detection", "face_detection_full_range_sparse.tflite"),
     partial(mediapipe_model, "face_detection", "face_detection_short_range.tflite"),
-    partial(mediapipe_model, "face_landmark", "face_landmark_with_attention.tflite"))))
+    partial(mediapipe_model, "face_landmark", "face_landmark_with_attention.tflite")),
+    video_mode=True))
 BACKENDS.add("dlib-hog", BackendEntry("fer_prep.faces.dlib:DlibHogBackend", (_DLIB68,)))
 BACKENDS.add("dlib-cnn", BackendEntry("fer_prep.faces.dlib:DlibCnnBackend", (_DLIB68, _MMOD)))
 BACKENDS.add("emotion-fan", BackendEntry("fer_prep.faces.dlib:EmotionFanBackend",
@@ -190,6 +192,11 @@ def model_files(name: str) -> list[Path]:
     """The model files of backend `name` (hashed into every stage record), without importing
     the backend."""
     return BACKENDS.get(name).model_files()
+
+
+def has_video_mode(name: str) -> bool:
+    """Whether backend `name` follows faces from frame to frame itself, without importing it."""
+    return BACKENDS.get(name).video_mode
 
 
 def create_backend(name: str) -> FaceBackend:

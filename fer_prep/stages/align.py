@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from fer_prep.align import TEMPLATES
 from fer_prep.errors import WorkError
-from fer_prep.faces import FaceBackend, Hint, NoLandmarks, list_backends, model_files
+from fer_prep.faces import (
+    FaceBackend,
+    Hint,
+    NoLandmarks,
+    has_video_mode,
+    list_backends,
+    model_files,
+)
 from fer_prep.manifest import FACE_COLUMNS
 from fer_prep.params import Params, option
 from fer_prep.stages import STAGES, Job, Stage
@@ -154,7 +161,8 @@ def align_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
     params: FrameAlignParams = job.params
     backend = worker_backend(params.backend)
     rows = []
-    for run in frame_runs(items, params.follow and not params.upscale and video_mode(backend)):
+    for run in frame_runs(items, params.follow and not params.upscale
+                          and has_video_mode(params.backend)):
         if len(run) == 1:
             item = run[0]
             rows.append(_align_one(item, job, lambda image, item=item: (
@@ -162,11 +170,6 @@ def align_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
         else:
             rows.extend(_follow(run, backend, job))
     return rows
-
-
-def video_mode(backend: FaceBackend) -> bool:
-    """Whether the backend follows faces itself (else its tracker detects every frame)."""
-    return type(backend).tracker is not FaceBackend.tracker
 
 
 def frame_runs(items: list[dict[str, Any]], follow: bool) -> list[list[dict[str, Any]]]:
@@ -315,7 +318,7 @@ class Align(Stage):
 
     def items(self, ctx: Context, params: FrameAlignParams) -> pd.DataFrame:
         items = ctx.source_items()
-        if params.follow and not params.upscale:
+        if params.follow and not params.upscale and has_video_mode(params.backend):
             items = with_sequence_fingerprints(items)
         return items
 
