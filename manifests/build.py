@@ -22,6 +22,7 @@ from fer_prep.cache import write_text_atomic
 from fer_prep.datasets.afew import CODES as AFEW_CODES
 from fer_prep.datasets.afew import FOLDERS
 from fer_prep.datasets.ckplus import CODES as CKPLUS_CODES
+from fer_prep.datasets.mmi import CODES as MMI_CODES
 
 OUT = Path(__file__).parent / "splits"
 #: the class words of Emotion-FAN's lists (AFEW's folder names, plus CK+'s contempt)
@@ -47,6 +48,23 @@ def ckplus_fmpn(ref: Path) -> pd.DataFrame:
     codes = pd.read_csv(ref / "fmpn/CKPlus/emotion_labels.csv", dtype={"sequence": str})
     code = dict(zip(codes["sequence"], codes["label"].astype(int), strict=True))
     table["label"] = [CKPLUS_CODES[code[s[:8]]] for s in table["sample_id"]]
+    return table
+
+
+def mmi_fmpn(ref: Path) -> pd.DataFrame:
+    """FMPN's MMI lists, by session: they name three frames of each, numbered by FMPN's own
+    extraction, which a reader of the videos need not repeat frame for frame; the session's fold
+    is the same whatever frames are picked. Labels: the pickle's 0…5 is MMI's Emotion − 1
+    (data/mmi_res.py takes it as the class; the masks are imgs_res/<fold>/0…5.png)."""
+    frames = fmpn_folds(ref / "fmpn/MMI")
+    table = frames.assign(sequence=frames["sample_id"].str.rsplit("_", n=1).str[0])
+    spread = table.groupby("sequence")["fold"].nunique()
+    if (spread > 1).any():
+        raise ValueError(f"fmpn/MMI: session {spread[spread > 1].index[0]} in two folds")
+    table = table.drop_duplicates("sequence")[["sequence", "fold"]]
+    codes = pd.read_csv(ref / "fmpn/MMI/emotion_labels.csv", dtype={"sequence": str})
+    code = dict(zip(codes["sequence"], codes["label"].astype(int), strict=True))
+    table["label"] = [MMI_CODES[code[s] + 1] for s in table["sequence"]]
     return table
 
 
@@ -102,10 +120,10 @@ SPLITS = {
     "ckplus-emotion-fan-10fold-v1": (ckplus_emotion_fan, "Emotion-FAN's CK+ 10 folds by "
                                      "sequence (subjects ascending, dealt round robin)",
                                      "emotion_fan/CK+_10-fold_sample_IDascendorder_step10.txt"),
-    "mmi-fmpn-10fold-v1": (lambda ref: fmpn_folds(ref / "fmpn/MMI"), "FMPN-FER's MMI 10 "
-                           "subject-independent folds: 3 frames of each of 208 sequences",
-                           "fmpn/MMI/{train,test}_ids_K.csv (its label codes are not verified, "
-                           "so no label column)"),
+    "mmi-fmpn-10fold-v1": (mmi_fmpn, "FMPN-FER's MMI 10 subject-independent folds, by "
+                           "session (its lists name 3 frames of each of 208 sessions)",
+                           "fmpn/MMI/{train,test}_ids_K.csv, labels from emotion_labels "
+                           "(0-5 = MMI's Emotion - 1)"),
     "affectnet-fmpn-v1": (affectnet_fmpn, "FMPN-FER's AffectNet train (fold -1) and test "
                           "(fold 0) images, keyed <subdirectory>_<file stem>",
                           "fmpn/AffectNet/{train,test}_ids.csv (no labels: FMPN ships none)"),

@@ -140,7 +140,8 @@ def ckplus_work(shared: Path, tmp_path_factory) -> Path:
     return work
 
 
-CKPLUS_EXPORTS = ("emotion-fan", "fmpn", "imagefolder", "landmark-driven")
+#: what CK+ exports to (mafer: MAFER's Oulu-CASIA folder takes any faces of its six classes)
+CKPLUS_EXPORTS = ("emotion-fan", "fmpn", "imagefolder", "landmark-driven", "mafer")
 
 
 @pytest.fixture(scope="module")

@@ -156,9 +156,12 @@ def test_shipped_splits_hold_the_published_items(shared: Path) -> None:
     for k in range(K):
         names = set(ck.loc[ck["fold"] == k, "sample_id"] + ".png")
         assert names == _lines(ref / f"fmpn/CKPlus/test_ids_{k}.csv")
-    mmi = splits.load_split("mmi-fmpn-10fold-v1")
-    assert set(mmi["sample_id"] + ".png") == _lines(ref / "fmpn/MMI/train_ids_0.csv") | _lines(
-        ref / "fmpn/MMI/test_ids_0.csv")
+    mmi = splits.load_split("mmi-fmpn-10fold-v1")  # by session: FMPN's frames, their folds
+    for k in range(K):
+        sessions = {n.rsplit("_", 1)[0] for n in _lines(ref / f"fmpn/MMI/test_ids_{k}.csv")}
+        assert set(mmi.loc[mmi["fold"] == k, "sequence"]) == sessions
+    assert len(mmi) == 208 and set(mmi["label"]) == {"anger", "disgust", "fear", "happiness",
+                                                     "sadness", "surprise"}
     ef = splits.load_split("ckplus-emotion-fan-10fold-v1")
     for k, listed in _emotion_fan_reference(shared).items():
         assert set(ef.loc[ef["fold"] == k, "sequence"].str.replace("_", "/")) == set(listed)
