@@ -33,10 +33,7 @@ emotions), metadata that is no XML (`bad_metadata`), metadata whose video is mis
 
 from __future__ import annotations
 
-import io
-import pickle
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +173,8 @@ def read_mmi(root: Path, options: MMIOptions) -> list[dict[str, Any]]:
 
 def read_emotion(path: Path) -> tuple[int | None, str, str]:
     """The Emotion value of a session's metadata: (code, "ok", "") or (None, status, why)."""
+    import xml.etree.ElementTree as ET
+
     try:
         tree = ET.parse(path)
     except (ET.ParseError, OSError) as exc:
@@ -226,19 +225,27 @@ def _labels(folder: Path) -> tuple[dict[str, int], Path | None]:
                 return {r["sequence"]: int(float(r["label"])) for r in csv.DictReader(f)}, \
                     csv_file
         if pkl.is_file():
-            return _Plain(io.BytesIO(pkl.read_bytes()), encoding="latin1").load(), pkl
+            return load_plain(pkl), pkl
     return {}, None
 
 
-class _Plain(pickle.Unpickler):
-    """Unpickles plain data only (FMPN's dict of str → int): no class is ever loaded."""
+def load_plain(path: Path) -> Any:
+    """A pickle of plain data only (FMPN's dict of str → int): no class is ever loaded, so a
+    crafted file cannot run code. pickle.UnpicklingError naming what it asked for otherwise."""
+    import io
+    import pickle
 
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+    class Plain(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+    return Plain(io.BytesIO(path.read_bytes()), encoding="latin1").load()
 
 
 def _read_frames(folder: Path, options: MMIOptions) -> list[dict[str, Any]]:
     """Items of the extracted-frames layout: one per session, its frame files in order."""
+    import pickle
+
     try:
         labels, source = _labels(folder)
     except (pickle.UnpicklingError, ValueError, KeyError, EOFError) as exc:
