@@ -68,8 +68,7 @@ class Config:
 
     @property
     def run(self) -> str:
-        return "fmpn-stage1" if self.model == "fmpn" and self.options.get("stage") == 1 \
-            else self.model
+        return model_class(self.model).run_name(self.model, self.options)
 
 
 def resolve_config(model: str, epochs: int | None = None, batch_size: int | None = None,
@@ -288,29 +287,30 @@ def _initialise(run: Run, net: FERModel, k: int, train_rows: Any) -> dict[str, A
             raise InputError(str(exc)) from None
         run.echo(f"fold {k}: {extra['pretrained']['loaded']} tensors from "
                  f"{extra['pretrained']['path']}")
-    if cfg.model == "fmpn" and cfg.options.get("stage", 2) == 2:
-        extra["generator_from"] = _stage1_generator(run, net, k)
+    step = run.cls.previous_step(cfg.model, cfg.options)
+    if step is not None:
+        extra["previous_step"] = _previous_step(run, net, k, *step)
     if run.cls.needs_landmarks:
         has = train_rows["has_landmarks"].to_numpy()
         net.init_from_data(torch.from_numpy(run.inputs.landmarks[train_rows.index[has]]))
     return extra
 
 
-def _stage1_generator(run: Run, net: FERModel, k: int) -> str | None:
-    """Stage 1's generator of the same fold, if trained (last.pt: no test-set selection)."""
-    path = run.folder.parent / "fmpn-stage1" / f"fold_{k}" / LAST
+def _previous_step(run: Run, net: FERModel, k: int, name: str, command: str) -> str | None:
+    """The previous step's weights of the same fold, if trained (its last.pt: no test-set
+    selection), as the model takes them."""
+    path = run.folder.parent / name / f"fold_{k}" / LAST
     if not path.is_file():
-        run.echo(f"fold {k}: no stage-1 generator at {path}; the generator starts untrained "
-                 "(`fer-train --model fmpn --stage 1` trains it first)")
+        run.echo(f"fold {k}: no {name} weights at {path}; starting without them (`{command}` "
+                 "trains that step first)")
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)["model"]
-    generator = {n: t for n, t in state.items() if n.startswith("generator.")}
     try:
-        net.load_state_dict(generator, strict=False)
+        took = net.load_previous(state)
     except RuntimeError as exc:
-        raise InputError(f"{path}: its generator does not fit this one ({exc}); train stage 1 "
-                         "with the same --ngf, --n-blocks") from None
-    run.echo(f"fold {k}: generator from {path}")
+        raise InputError(f"{path}: its weights do not fit this model ({exc}); train {name} with "
+                         "the same options") from None
+    run.echo(f"fold {k}: {took} from {path}")
     return str(path)
 
 

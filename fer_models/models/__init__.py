@@ -6,6 +6,10 @@
 | `fan` | frame attention network over a clip (self / relation attention) | Emotion-FAN |
 | `fmpn` | mask generator + fusion + classifier; stage 1 the generator alone | FMPN-FER |
 | `landmark-aux` | classifier + 68-point landmark head, SCN weighting | Landmark-Driven FER |
+| `esr` | ensemble with shared representations: shared base, N convolutional branches, vote | ESR (Diversified FER) |
+| `manet` | ResNet-18 trunk, global multi-scale and local attention modules over face patches | MA-Net (Diversified FER) |
+| `dfr` | diversity loss between branch / local features on top of `esr` or `manet` | Diversified FER |
+| `mafer` | multi-resolution step 1 (degraded, restored faces), step 2 expressions | MAFER |
 
 Each class holds its defaults (`defaults`: size, lr, epochs, batch size); keyword arguments of
 None are dropped, so a CLI option left unset never overrides a model's own default. Entries are
@@ -28,6 +32,10 @@ MODELS.add("resnet18", "fer_models.models.resnet:ResNetClassifier")
 MODELS.add("fan", "fer_models.models.fan:FrameAttentionNetwork")
 MODELS.add("fmpn", "fer_models.models.fmpn:FMPN")
 MODELS.add("landmark-aux", "fer_models.models.landmark_aux:LandmarkAux")
+MODELS.add("esr", "fer_models.models.esr:ESR")
+MODELS.add("manet", "fer_models.models.manet:MANet")
+MODELS.add("dfr", "fer_models.models.dfr:DFR")
+MODELS.add("mafer", "fer_models.models.mafer:MAFER")
 
 #: the torchvision trunks every model can take (`backbone=`), and fan's attention types
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50")

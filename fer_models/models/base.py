@@ -56,6 +56,22 @@ class FERModel(nn.Module):
         """Optimizer parameter groups (FMPN trains its generator ten times slower)."""
         return [{"params": list(self.parameters()), "lr": lr}]
 
+    @classmethod
+    def run_name(cls, name: str, options: dict[str, Any]) -> str:
+        """The folder a run writes under WORK/<dataset>/train/: the model's name, or one per
+        step of a model trained in steps (FMPN's `fmpn-stage1`, MAFER's `mafer-step1`)."""
+        return name
+
+    @classmethod
+    def previous_step(cls, name: str, options: dict[str, Any]) -> tuple[str, str] | None:
+        """(run, command) of the step whose same-fold last.pt this run starts from (FMPN's
+        stage 2 from stage 1's generator), and the command that trains it; None: no step."""
+        return None
+
+    def load_previous(self, state: dict[str, torch.Tensor]) -> str:
+        """Take what this model keeps of the previous step's weights; say what it took."""
+        raise NotImplementedError(f"{type(self).__name__} has no previous step")
+
     def init_from_data(self, landmarks: torch.Tensor | None) -> None:
         """Set statistics taken from the training part before the first step (default: none).
 

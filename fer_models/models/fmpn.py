@@ -145,6 +145,22 @@ class FMPN(FERModel):
         ce = F.cross_entropy(out["logits"].float(), batch["label"])
         return {"loss": self.lambda_cls * ce + self.lambda_mask * mse, "ce": ce, "mse": mse}
 
+    @classmethod
+    def run_name(cls, name: str, options: dict[str, Any]) -> str:
+        return f"{name}-stage1" if options.get("stage") == 1 else name
+
+    @classmethod
+    def previous_step(cls, name: str, options: dict[str, Any]) -> tuple[str, str] | None:
+        if options.get("stage", 2) == 1:
+            return None
+        return f"{name}-stage1", f"fer-train --model {name} --stage 1"
+
+    def load_previous(self, state: dict[str, torch.Tensor]) -> str:
+        """Stage 1's generator (the seed's `load_ckpt(['resface'])`)."""
+        generator = {n: t for n, t in state.items() if n.startswith("generator.")}
+        self.load_state_dict(generator, strict=False)
+        return f"{len(generator)} generator tensors"
+
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         generator = list(self.generator.parameters())
         ids = {id(p) for p in generator}
