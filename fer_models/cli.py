@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fer_models.models import AT_TYPES, BACKBONE_NAMES, list_models
+from fer_models.protocols import PROTOCOLS, SELECT
 from fer_prep.cli import OneLineErrors
 
 EXAMPLE = """\b
@@ -68,17 +69,31 @@ class Command(OneLineErrors, click.Command):
 @click.option("--lambda-mask", type=click.FloatRange(0), help="fmpn: weight of the mask MSE [0.1].")
 @click.option("--landmark-weight", type=click.FloatRange(0),
               help="landmark-aux: weight of the landmark L1 [10].")
+@click.option("--protocol", type=click.Choice(PROTOCOLS.names()),
+              help="How the dataset's papers train and report [the dataset's: fer2013, ferplus, "
+                   "rafdb, affectnet, afew; kfold otherwise].")
+@click.option("--select", type=click.Choice(SELECT), default="auto", show_default=True,
+              help="The epoch reported: auto (the validation split where the protocol has one, "
+                   "else the last), last, validation, or test (chosen on the test part, as "
+                   "several seeds do: labelled so).")
+@click.option("--loss", type=click.Choice(["majority", "soft"]), default="majority",
+              show_default=True, help="ferplus: cross-entropy on the label, or on the vote "
+                                      "distribution (soft labels).")
+@click.option("--balanced", is_flag=True,
+              help="Class-balanced training epochs (AffectNet's imbalanced training set).")
 @click.option("--quiet", is_flag=True, help="No progress bars (epoch lines only).")
 def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | None,
          batch_size: int | None, lr: float | None, size: int | None, seed: int, device: str,
          pretrained: str | None, resume: bool, workers: int | None, cache_gb: float,
          backbone: str | None, at_type: str | None, stage: int | None,
-         lambda_mask: float | None, landmark_weight: float | None, quiet: bool) -> None:
+         lambda_mask: float | None, landmark_weight: float | None, protocol: str | None,
+         select: str, loss: str, balanced: bool, quiet: bool) -> None:
     """Train a FER model on fer-prep's faces, folds (and masks), fold by fold.
 
     Reads WORK/<dataset>/align/ and folds/ (and masks/ for fmpn), never the dataset folders.
-    Writes WORK/<dataset>/train/<model>/: metrics.json, confusion.png, fold_<K>/ (last.pt,
-    best.pt, metrics.json, confusion.png), and prints the accuracy per fold and the mean.
+    Writes WORK/<dataset>/train/<model>/: metrics.json, results.md (the protocol's table),
+    confusion.png, fold_<K>/ (last.pt, best.pt, metrics.json, confusion.png), and prints the
+    accuracy per fold and the mean.
     """
     from fer_models.report import accuracy_table
     from fer_models.train import train
@@ -88,6 +103,7 @@ def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | No
     metrics = train(dataset, work, model, fold, epochs=epochs, batch_size=batch_size, lr=lr,
                     size=size, seed=seed, device=device, pretrained=pretrained, resume=resume,
                     workers=workers, cache_gb=cache_gb, progress=not quiet, echo=click.echo,
-                    **options)
+                    protocol=protocol, select=select, loss=loss, balanced=balanced, **options)
     click.echo(accuracy_table(metrics))
-    click.echo(f"metrics: {work / dataset / 'train' / metrics['run'] / 'metrics.json'}")
+    folder = work / dataset / "train" / metrics["run"]
+    click.echo(f"metrics: {folder / 'metrics.json'}, table: {folder / 'results.md'}")

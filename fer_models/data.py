@@ -118,10 +118,14 @@ def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 class SeededSampler(Sampler[tuple[int, int]]):
     """Yields (index, seed): the order and every item's augmentation seed depend only on the
-    run's seed and the epoch (`set_epoch`), as DistributedSampler's order does."""
+    run's seed and the epoch (`set_epoch`), as DistributedSampler's order does. With `weights`
+    an epoch draws n items with replacement in proportion to them (a class-balanced epoch:
+    each item weighs 1 / its class's count)."""
 
-    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+    def __init__(self, n: int, seed: int, shuffle: bool, weights: np.ndarray | None = None
+                 ) -> None:
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -131,7 +135,12 @@ class SeededSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=gen) if self.shuffle else torch.arange(self.n)
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=gen)
+        elif self.shuffle:
+            order = torch.randperm(self.n, generator=gen)
+        else:
+            order = torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=gen)
         return iter(zip(order.tolist(), seeds.tolist(), strict=True))
 
@@ -140,12 +149,14 @@ class FaceDataset(Dataset):
     """One item per row: `image` uint8 (3, S, S), `label`, for training `crop` (see `augment`);
     with `landmarks=True` also
     `landmarks` (68, 2) in [0, 1] and `has_landmarks`; with masks, `mask` uint8 (1, m, m) (the
-    pseudo mask of the row's class) and `has_mask`."""
+    pseudo mask of the row's class) and `has_mask`; with `soft=True`, `soft` (C,): the row's
+    vote distribution (FER+), which the loss then targets instead of `label`."""
 
     def __init__(self, inputs: Inputs, rows: pd.DataFrame, size: int, train: bool,
                  landmarks: bool = False, masks: Masks | None = None,
-                 cache_bytes: int = 4 << 30, threads: int = 4) -> None:
+                 cache_bytes: int = 4 << 30, threads: int = 4, soft: bool = False) -> None:
         self.train, self.masks = train, masks
+        self.soft = torch.from_numpy(inputs.soft[rows.index]) if soft else None
         self.store = ChipStore([inputs.align_dir / p for p in rows["face_path"]], size,
                                cache_bytes, threads)
         self.targets = torch.tensor(rows["target"].to_numpy(), dtype=torch.int64)
@@ -159,6 +170,8 @@ class FaceDataset(Dataset):
         i, seed = key
         target = int(self.targets[i])
         item = {"image": self.store[i], "label": self.targets[i]}
+        if self.soft is not None:
+            item["soft"] = self.soft[i]
         if self.train:
             item["crop"] = draw_crop(seed)
         if self.landmarks is not None:
@@ -227,12 +240,18 @@ def seed_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def class_weights(targets: torch.Tensor) -> np.ndarray:
+    """Each item's weight in a class-balanced epoch: 1 / the count of its class."""
+    counts = np.bincount(targets.numpy())
+    return 1.0 / counts[targets.numpy()]
+
+
 def make_loader(dataset: FaceDataset | ClipDataset, batch_size: int, train: bool, seed: int,
-                workers: int, pin_memory: bool) -> DataLoader:
+                workers: int, pin_memory: bool, balanced: bool = False) -> DataLoader:
     """A DataLoader with a `SeededSampler`, seeded workers and, on CUDA, pinned memory.
 
     A training batch of one sample is dropped (BatchNorm cannot train on it); test sets are
-    whole.
+    whole. `balanced`: training epochs drawn class-balanced (AffectNet's imbalance).
     """
     if workers:
         # OpenCV's thread pool does not survive fork: a forked worker that resizes it deadlocks
@@ -240,7 +259,9 @@ def make_loader(dataset: FaceDataset | ClipDataset, batch_size: int, train: bool
         # here in the parent, is what the workers inherit and never change.
         cv2.setNumThreads(1)
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=SeededSampler(len(dataset), seed, shuffle=train),
+        dataset, batch_size=batch_size, sampler=SeededSampler(
+            len(dataset), seed, shuffle=train,
+            weights=class_weights(dataset.targets) if train and balanced else None),
         num_workers=workers, collate_fn=collate_clips if isinstance(dataset, ClipDataset)
         else default_collate, pin_memory=pin_memory,
         drop_last=train and len(dataset) % batch_size == 1, persistent_workers=workers > 0,

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fer_prep.cache import read_record, ready_record
+from fer_prep.datasets import Dataset, get_dataset
 from fer_prep.errors import InputError as PrepInputError
 from fer_prep.images import UnreadableImage, read_image
 from fer_prep.labels import CANONICAL
@@ -26,6 +27,7 @@ from fer_prep.manifest import PARQUET, read_manifest
 
 ALIGN, FOLDS, MASKS = "align", "folds", "masks"
 N_POINTS = 68
+VALIDATION = -2  # the fold number of the rows of a dataset's validation split
 
 
 class InputError(PrepInputError):
@@ -52,11 +54,17 @@ class Inputs:
     rows: pd.DataFrame
     landmarks: np.ndarray
     left_out: dict[str, int] = field(default_factory=dict)  # label → rows not trained on
+    #: (len(rows), len(classes)) vote distributions over `classes` (FER+'s), where given
+    soft: np.ndarray | None = None
 
     def part(self, fold: int, which: str) -> pd.DataFrame:
-        """The rows of fold `fold`'s `train` or `test` part (their index is the row's position)."""
-        in_test = self.rows["fold"].to_numpy() == fold
-        return self.rows[in_test if which == "test" else ~in_test]
+        """The rows of fold `fold`'s `train`, `test` or `validation` part (their index is the
+        row's position); the validation split (fold `VALIDATION`) is in no train part."""
+        folds = self.rows["fold"].to_numpy()
+        if which == "validation":
+            return self.rows[folds == VALIDATION]
+        in_test = folds == fold
+        return self.rows[in_test if which == "test" else ~in_test & (folds != VALIDATION)]
 
 
 def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | None = None
@@ -76,6 +84,7 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     if ok.empty:
         raise InputError(f"{folds_dir / PARQUET}: no row is in the folds (status ok); see its "
                          "messages")
+    ok = pd.concat([ok, _validation(folds, get_dataset(dataset, work).official_validation)])
     present = set(ok["label"])
     wanted = [c for c in CANONICAL if c in present and (classes_from is None or c in classes_from)]
     left_out = {str(k): int(v) for k, v in ok.loc[~ok["label"].isin(wanted), "label"]
@@ -93,7 +102,42 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     rows["has_landmarks"] = has
     return Inputs(dataset=dataset, work=work, align_dir=align_dir, chip_size=chip_size,
                   n_folds=int(folds_record["n_folds"]), folds_params=folds_record.get("params", {}),
-                  classes=wanted, rows=rows, landmarks=points, left_out=left_out)
+                  classes=wanted, rows=rows, landmarks=points, left_out=left_out,
+                  soft=_soft(rows, faces, wanted, get_dataset(dataset, work)))
+
+
+def _validation(folds: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    """The rows of the dataset's validation split with a face (the folds leave them out), as
+    fold `VALIDATION`."""
+    if split is None or "split" not in folds:
+        return folds.iloc[:0]
+    rows = folds[(folds["status"] != "ok") & folds["face_path"].fillna("").ne("")
+                 & folds["split"].astype("string").str.lower().eq(split.lower())
+                 & folds["label"].notna()]
+    return rows.assign(fold=VALIDATION, status="ok", message="")
+
+
+def _soft(rows: pd.DataFrame, faces: pd.DataFrame, classes: list[str], dataset: Dataset
+          ) -> np.ndarray | None:
+    """FER+'s vote distribution of each row over `classes`, renormalised: FERPlus's
+    `crossentropy` target of the row's 10 votes (`fer_prep.ferplus_votes.target`: outliers
+    removed, the top classes kept), whatever label mode the data was prepared in; the one-hot
+    label where FERPlus would drop the row in that mode. None for datasets without votes."""
+    from fer_prep.ferplus_votes import EMOTIONS, target
+
+    if "votes" not in faces or dataset.protocol != "ferplus":
+        return None
+    votes = faces.drop_duplicates("sample_id").set_index("sample_id")["votes"] \
+        .reindex(rows["sample_id"]).to_numpy()
+    where = [EMOTIONS.index(c) for c in classes]
+    soft = np.zeros((len(rows), len(classes)), np.float32)
+    for i, cell in enumerate(votes):
+        dist = target(list(cell), "crossentropy", True)[0] if _sized(cell, 10) else None
+        if dist is not None:
+            soft[i] = np.asarray(dist, np.float32)[where]
+    total = soft.sum(1, keepdims=True)
+    one_hot = np.eye(len(classes), dtype=np.float32)[rows["target"].to_numpy()]
+    return np.where(total > 0, soft / np.maximum(total, 1e-12), one_hot)
 
 
 def _manifest(folder: Path, how: str) -> pd.DataFrame:

@@ -23,8 +23,10 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
     scored = metrics.get("mean_accuracy") is not None
     what = "accuracy %" if scored else "mask MSE"
     scheme = metrics.get("folds_params", {}).get("scheme", "?")
+    at = {"last": "last epoch", "validation": "epoch chosen on validation",
+          "test": "epoch chosen on TEST"}[metrics.get("selected_by", "last")]
     lines = [f"{metrics['run']} on {metrics['dataset']} ({scheme} folds, {len(folds)} of "
-             f"{metrics['n_folds']}), {metrics['unit']}s, last epoch:",
+             f"{metrics['n_folds']}), {metrics['unit']}s, {at}:",
              f"{'fold':>5} {'train':>6} {'test':>6} {what:>11}"]
     for key in sorted(folds, key=int):
         fold = folds[key]
@@ -36,6 +38,37 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
                      f"± {100 * metrics['std_accuracy']:.2f}  (all test {metrics['unit']}s "
                      f"pooled: {100 * metrics['overall_accuracy']:.2f})")
     return "\n".join(lines)
+
+
+def results_markdown(metrics: dict[str, Any]) -> str:
+    """The run's table as its protocol's papers print it: a row per fold (or the one split) with
+    the metrics the protocol reports, then their mean ± std over folds."""
+    from fer_models.protocols import PROTOCOLS, TITLES
+
+    protocol = PROTOCOLS.get(metrics["protocol"])
+    names = list(protocol.metrics)
+    scheme = metrics.get("folds_params", {}).get("scheme", "?")
+    chosen = {"last": "the last epoch", "validation": "the epoch best on the validation split",
+              "test": "the epoch best ON THE TEST PART (as several seeds choose it; not an "
+                      "unbiased estimate)"}[metrics["selected_by"]]
+    lines = [f"# {metrics['run']} on {metrics['dataset']}: protocol {metrics['protocol']}", "",
+             f"{protocol.doc}; {scheme} folds; {metrics['unit']}s; reported at {chosen}.", "",
+             "| " + " | ".join(["fold", "train", "test", "epoch", *(TITLES[m] for m in names)])
+             + " |", "|" + " --- |" * (4 + len(names))]
+    for key in sorted(metrics["folds"], key=int):
+        fold = metrics["folds"][key]
+        cells = [_percent(fold.get(m)) for m in names]
+        lines.append(f"| {key} | {fold['n_train']} | {fold['n_test']} | "
+                     f"{fold['selected_epoch']} | " + " | ".join(cells) + " |")
+    if protocol.folds and len(metrics["folds"]) > 1:
+        cells = [f"{_percent(metrics['metrics'][m]['mean'])} ± "
+                 f"{_percent(metrics['metrics'][m]['std'])}" for m in names]
+        lines.append("| mean ± std | | | | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
 
 
 def confusion_png(path: Path, confusion: np.ndarray, classes: list[str], title: str) -> None:

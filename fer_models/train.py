@@ -1,15 +1,18 @@
 """The training loop: per fold, train on its training part, test on its test part, checkpoint.
 
     WORK/<dataset>/train/<run>/          <run>: the model's name (`fmpn-stage1` for FMPN's stage 1)
-      metrics.json      classes, the resolved config, every fold's accuracy and confusion matrix,
-                        the mean ± std over folds and the pooled accuracy
+      metrics.json      classes, the resolved config and protocol, every fold's metrics and
+                        confusion matrix, the mean ± std over folds and the pooled accuracy
+      results.md        the table the protocol's papers print (fer_models.report)
       confusion.png     every fold's test predictions together
       fold_<K>/last.pt  model, optimizer, scheduler, epoch, RNG state: `--resume` continues here
-      fold_<K>/best.pt  the epoch with the best test accuracy (what the seeds report)
+      fold_<K>/best.pt  the weights of the epoch reported (see `select`)
       fold_<K>/metrics.json, fold_<K>/confusion.png
 
-The table and `accuracy` are the last epoch's: choosing the epoch by its test accuracy, as the
-seeds do, selects on the test set; `best_accuracy` is kept beside it for comparison.
+The protocol (`fer_models.protocols`, the dataset's own by default) says which parts train,
+choose the epoch and test, and what is reported. The epoch reported is the last, or the best on
+the dataset's validation split (FER2013's PublicTest); `select="test"` takes the best on the
+test part, as several seeds do, and every output says so.
 
 CPU runs are deterministic (`torch.use_deterministic_algorithms`), and a run killed after any
 epoch and resumed ends with the weights of one never interrupted: batches and augmentation depend
@@ -39,14 +42,24 @@ from fer_models.inputs import InputError, Inputs, masks_order, read_inputs, read
 from fer_models.models import create_model, model_class
 from fer_models.models.backbone import load_pretrained
 from fer_models.models.base import Batch, FERModel
-from fer_models.report import confusion_png
+from fer_models.protocols import (
+    PROTOCOLS,
+    SELECT,
+    clip_confusion,
+    mean_class_accuracy,
+    selection,
+)
+from fer_models.report import confusion_png, results_markdown
 from fer_prep.cache import atomic_path, write_text_atomic
+from fer_prep.datasets import get_dataset
 
 RUNS = "train"
 LAST, BEST, METRICS, CONFUSION = "last.pt", "best.pt", "metrics.json", "confusion.png"
 WEIGHT_DECAY = 1e-4
 #: options set by the loop itself, not by the user
 DERIVED = ("num_classes", "mask_size")
+LOSSES = ("majority", "soft")
+RESULTS = "results.md"
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,10 @@ class Config:
     pretrained: str | None = None
     weight_decay: float = WEIGHT_DECAY
     options: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "kfold"
+    select: str = "last"  # the epoch reported: last, validation (its best) or test (its best)
+    loss: str = "majority"  # or soft: cross-entropy on the vote distribution (FER+)
+    balanced: bool = False  # class-balanced training epochs
 
     @property
     def run(self) -> str:
@@ -73,7 +90,9 @@ class Config:
 
 def resolve_config(model: str, epochs: int | None = None, batch_size: int | None = None,
                    lr: float | None = None, size: int | None = None, seed: int = 0,
-                   pretrained: str | Path | None = None, **options: Any) -> Config:
+                   pretrained: str | Path | None = None, protocol: str = "kfold",
+                   select: str = "last", loss: str = "majority", balanced: bool = False,
+                   **options: Any) -> Config:
     """The model's defaults, every argument given (not None) winning; options checked against
     the model's own parameters."""
     cls = model_class(model)
@@ -87,7 +106,8 @@ def resolve_config(model: str, epochs: int | None = None, batch_size: int | None
     pick = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "size": size}
     values = {k: defaults[k] if v is None else v for k, v in pick.items()}
     return Config(model=model, seed=seed, options=options,
-                  pretrained=None if pretrained is None else str(pretrained), **values)
+                  pretrained=None if pretrained is None else str(pretrained),
+                  protocol=protocol, select=select, loss=loss, balanced=balanced, **values)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -140,7 +160,9 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
           lr: float | None = None, size: int | None = None, seed: int = 0,
           device: str = "auto", pretrained: str | Path | None = None, resume: bool = False,
           workers: int | None = None, cache_gb: float = 4.0, progress: bool = True,
-          echo: Callable[[str], None] = print, **options: Any) -> dict[str, Any]:
+          echo: Callable[[str], None] = print, protocol: str | None = None,
+          select: str = "auto", loss: str = "majority", balanced: bool = False,
+          **options: Any) -> dict[str, Any]:
     """Train `model` on fold `fold` (or every fold) of `WORK/<dataset>/`; return the metrics.
 
     `options` go to the model (e.g. `at_type="self"`, `stage=1`, `backbone="resnet34"`); None
@@ -148,10 +170,25 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
     and what makes it; KeyError for an unknown model.
     """
     work = Path(work)
-    config = resolve_config(model, epochs, batch_size, lr, size, seed, pretrained, **options)
-    dev = resolve_device(device)
     cls = model_class(model)
     inputs = read_inputs(dataset, work, masks_order(work, dataset) if cls.needs_masks else None)
+    name = protocol or get_dataset(dataset, work).protocol
+    chosen = PROTOCOLS.get(name)
+    if select not in SELECT:
+        raise InputError(f"--select {select!r}: choose one of {', '.join(SELECT)}")
+    rule = selection(chosen, select, not inputs.part(0, "validation").empty)
+    if rule == "validation" and inputs.part(0, "validation").empty:
+        raise InputError(f"--select validation: the {dataset} folds leave no validation split "
+                         "(FER2013's PublicTest with `fer-prep folds --scheme official`)")
+    if loss == "soft" and (not chosen.soft or inputs.soft is None):
+        raise InputError(f"--loss soft needs vote distributions (FER+ prepared by `fer-prep "
+                         f"ferplus align`) and the ferplus protocol; {dataset} with protocol "
+                         f"{name} has none")
+    if loss not in LOSSES:
+        raise InputError(f"--loss {loss!r}: choose one of {', '.join(LOSSES)}")
+    config = resolve_config(model, epochs, batch_size, lr, size, seed, pretrained, name, rule,
+                            loss, balanced, **options)
+    dev = resolve_device(device)
     if inputs.left_out:
         counts = ", ".join(f"{n} {label}" for label, n in inputs.left_out.items())
         echo(f"note: {counts} rows left out: {model} trains on {', '.join(inputs.classes)}")
@@ -196,10 +233,15 @@ def fit_fold(run: Run, k: int) -> None:
 
     masks = read_masks(inputs, k) if run.cls.needs_masks else None
     options = {**cfg.options, **({"mask_size": masks.size} if masks else {})}
-    train_rows, test_rows = inputs.part(k, "train"), inputs.part(k, "test")
+    parts = {"train": inputs.part(k, "train"), "test": inputs.part(k, "test")}
+    if cfg.select == "validation":
+        parts["validation"] = inputs.part(k, "validation")
+    train_rows, test_rows = parts["train"], parts["test"]
     loaders = {part: make_loader(_dataset(run, rows, part == "train", masks), cfg.batch_size,
-                                 part == "train", cfg.seed, run.workers, dev.type == "cuda")
-               for part, rows in (("train", train_rows), ("test", test_rows))}
+                                 part == "train", cfg.seed, run.workers, dev.type == "cuda",
+                                 balanced=cfg.balanced)
+               for part, rows in parts.items()}
+    clips = _clip_ids(run, test_rows)
 
     torch.manual_seed(cfg.seed)
     net = create_model(cfg.model, len(inputs.classes), **options)
@@ -212,42 +254,56 @@ def fit_fold(run: Run, k: int) -> None:
         net.channels_last = True
     opt = torch.optim.AdamW(net.param_groups(cfg.lr), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    start, history, best = 0, [], None
+    start, history, chosen = 0, [], None
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        start, history, best, extra = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["extra"]
+        start, history, chosen = ckpt["epoch"], ckpt["history"], ckpt["chosen"]
+        extra = ckpt["extra"]
         torch.set_rng_state(ckpt["rng"]["torch"])
         if dev.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
         run.echo(f"fold {k}: resumed after epoch {start} from {folder / LAST}")
 
-    test = None
+    n = len(inputs.classes)
     for epoch in range(start, cfg.epochs):
         loaders["train"].sampler.set_epoch(epoch)
         fit = train_epoch(net, opt, loaders["train"], dev,
                           f"{cfg.run} fold {k} epoch {epoch + 1}/{cfg.epochs}", run.progress)
         sched.step()
-        test = evaluate(net, loaders["test"], dev, len(inputs.classes))
-        history.append({"epoch": epoch + 1, **{f"train_{n}": v for n, v in fit.items()},
-                        **{f"test_{n}": v for n, v in test.items() if n != "confusion"}})
-        if best is None or _score(test) > best["score"]:
-            best = {"epoch": epoch + 1, "score": _score(test), "accuracy": test["accuracy"]}
+        test = evaluate(net, loaders["test"], dev, n, clips)
+        val = evaluate(net, loaders["validation"], dev, n) if "validation" in loaders else None
+        history.append({"epoch": epoch + 1, **{f"train_{m}": v for m, v in fit.items()},
+                        **{f"test_{m}": v for m, v in test.items() if "confusion" not in m},
+                        **{f"validation_{m}": v for m, v in (val or {}).items()
+                           if "confusion" not in m}})
+        score = {"last": float(epoch), "test": _score(test), "validation": _score(val)}[cfg.select]
+        if chosen is None or score > chosen["score"]:
+            chosen = {"epoch": epoch + 1, "score": score, "test": test,
+                      "validation_accuracy": val and val["accuracy"]}
             _save(folder / BEST, {"model": net.state_dict(), "epoch": epoch + 1,
                                   "classes": inputs.classes, "config": asdict(cfg)})
         _save(folder / LAST, {
             "model": net.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
-            "best": best, "extra": extra, "classes": inputs.classes, "config": asdict(cfg),
+            "chosen": chosen, "extra": extra, "classes": inputs.classes, "config": asdict(cfg),
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None},
         })
-        run.echo(_epoch_line(k, epoch + 1, cfg.epochs, fit, test))
-    if test is None:  # resumed a finished fold whose metrics were lost
-        test = evaluate(net, loaders["test"], dev, len(inputs.classes))
-    _write_fold(run, k, folder, test, history, best, extra, len(loaders["train"].dataset),
-                len(loaders["test"].dataset))
+        run.echo(_epoch_line(k, epoch + 1, cfg.epochs, fit, test, val))
+    if chosen is None:  # resumed a finished fold whose metrics were lost
+        chosen = {"epoch": cfg.epochs, "score": 0.0, "validation_accuracy": None,
+                  "test": evaluate(net, loaders["test"], dev, n, clips)}
+    _write_fold(run, k, folder, chosen, history, extra, {p: len(d.dataset)
+                                                         for p, d in loaders.items()})
+
+
+def _clip_ids(run: Run, rows: Any) -> np.ndarray | None:
+    """Each test row's clip, when the protocol scores clips and the model sees frames."""
+    if not PROTOCOLS.get(run.config.protocol).clips or run.cls.clip:
+        return None
+    return rows["sequence"].astype(str).to_numpy()
 
 
 def _dataset(run: Run, rows: Any, train: bool, masks: Any) -> FaceDataset | ClipDataset:
@@ -257,7 +313,8 @@ def _dataset(run: Run, rows: Any, train: bool, masks: Any) -> FaceDataset | Clip
                            cache_bytes=run.cache_bytes, threads=threads)
     return FaceDataset(run.inputs, rows, run.config.size, train,
                        landmarks=run.cls.needs_landmarks, masks=masks,
-                       cache_bytes=run.cache_bytes, threads=threads)
+                       cache_bytes=run.cache_bytes, threads=threads,
+                       soft=train and run.config.loss == "soft")
 
 
 def _resumable(run: Run, folder: Path) -> dict[str, Any] | None:
@@ -364,11 +421,16 @@ def train_epoch(net: FERModel, opt: torch.optim.Optimizer, loader: Any, dev: tor
 
 
 @torch.no_grad()
-def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int) -> dict[str, Any]:
-    """Loss, accuracy and confusion matrix (rows: true, columns: predicted) on a test part."""
+def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int,
+             clips: np.ndarray | None = None) -> dict[str, Any]:
+    """Loss, accuracy, mean class accuracy and confusion matrix (rows: true, columns:
+    predicted) on a part; with `clips` (each item's clip) also the clip accuracy and confusion,
+    a clip's prediction the argmax of its frames' mean probabilities. The loader keeps the
+    rows' order (test parts are not shuffled), which `clips` follows."""
     net.eval()
     sums: dict[str, float] = {}
     confusion = np.zeros((n_classes, n_classes), np.int64)
+    probs, targets = [], []
     seen = 0
     for batch in loader:
         batch = _to(batch, dev)
@@ -382,16 +444,27 @@ def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int) -> d
         if "logits" in out:
             pred = out["logits"].argmax(1).cpu().numpy()
             np.add.at(confusion, (batch["label"].cpu().numpy(), pred), 1)
+            if clips is not None:
+                probs.append(out["logits"].float().softmax(1).cpu().numpy())
+                targets.append(batch["label"].cpu().numpy())
     result: dict[str, Any] = {name: total / max(seen, 1) for name, total in sums.items()}
     scored = confusion.sum() > 0
     result["accuracy"] = float(np.trace(confusion) / confusion.sum()) if scored else None
+    result["mean_class_accuracy"] = mean_class_accuracy(confusion) if scored else None
     result["confusion"] = confusion.tolist()
+    if clips is not None and probs:
+        by_clip = clip_confusion(np.concatenate(probs), np.concatenate(targets), clips,
+                                 n_classes)
+        result["clip_accuracy"] = float(np.trace(by_clip) / by_clip.sum())
+        result["clip_confusion"] = by_clip.tolist()
     return result
 
 
-def _score(test: dict[str, Any]) -> float:
+def _score(result: dict[str, Any] | None) -> float:
     """Higher is better: accuracy, or minus the mask MSE for FMPN's generator stage."""
-    return test["accuracy"] if test["accuracy"] is not None else -test["mse"]
+    if result is None:
+        return float("-inf")
+    return result["accuracy"] if result["accuracy"] is not None else -result["mse"]
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:
@@ -399,32 +472,38 @@ def _save(path: Path, obj: dict[str, Any]) -> None:
         torch.save(obj, tmp)
 
 
-def _epoch_line(k: int, epoch: int, epochs: int, fit: dict[str, Any], test: dict[str, Any]
-                ) -> str:
+def _epoch_line(k: int, epoch: int, epochs: int, fit: dict[str, Any], test: dict[str, Any],
+                val: dict[str, Any] | None = None) -> str:
     def acc(value: float | None) -> str:
         return "" if value is None else f" acc {100 * value:.1f}%"
 
+    validation = "" if val is None else f" | validation loss {val['loss']:.4f}" \
+        f"{acc(val['accuracy'])}"
     return (f"fold {k} epoch {epoch}/{epochs}: train loss {fit['loss']:.4f}"
-            f"{acc(fit['accuracy'])}, {fit['images_per_s']:.0f} images/s | test loss "
-            f"{test['loss']:.4f}{acc(test['accuracy'])}")
+            f"{acc(fit['accuracy'])}, {fit['images_per_s']:.0f} images/s{validation} | test "
+            f"loss {test['loss']:.4f}{acc(test['accuracy'])}")
 
 
-def _write_fold(run: Run, k: int, folder: Path, test: dict[str, Any], history: list,
-                best: dict | None, extra: dict, n_train: int, n_test: int) -> None:
-    """The fold's metrics.json and confusion.png."""
-    inputs = run.inputs
+def _write_fold(run: Run, k: int, folder: Path, chosen: dict[str, Any], history: list,
+                extra: dict, sizes: dict[str, int]) -> None:
+    """The fold's metrics.json and confusion.png: the test part at the chosen epoch."""
+    inputs, test = run.inputs, chosen["test"]
     metrics = {
-        "fold": k, "n_train": n_train, "n_test": n_test, "epochs": run.config.epochs,
-        "accuracy": test["accuracy"], "test_loss": test["loss"], "test_mse": test.get("mse"),
-        "best_epoch": best and best["epoch"], "best_accuracy": best and best["accuracy"],
-        "confusion": test["confusion"], "history": history, **extra,
-        "classes": inputs.classes, "config": asdict(run.config),
+        "fold": k, "n_train": sizes["train"], "n_test": sizes["test"],
+        "n_validation": sizes.get("validation"), "epochs": run.config.epochs,
+        "selected_by": run.config.select, "selected_epoch": chosen["epoch"],
+        "validation_accuracy": chosen["validation_accuracy"],
+        "accuracy": test["accuracy"], "mean_class_accuracy": test.get("mean_class_accuracy"),
+        "clip_accuracy": test.get("clip_accuracy", test["accuracy"] if run.cls.clip else None),
+        "test_loss": test["loss"], "test_mse": test.get("mse"),
+        "confusion": test["confusion"], "clip_confusion": test.get("clip_confusion"),
+        "history": history, **extra, "classes": inputs.classes, "config": asdict(run.config),
     }
     write_text_atomic(folder / METRICS, json.dumps(metrics, indent=2) + "\n")
     if test["accuracy"] is not None:
         confusion_png(folder / CONFUSION, np.array(test["confusion"]), inputs.classes,
                       f"{run.config.run} {inputs.dataset} fold {k}: "
-                      f"{100 * test['accuracy']:.1f}% of {n_test}")
+                      f"{100 * test['accuracy']:.1f}% of {sizes['test']}")
 
 
 def collect(run: Run) -> dict[str, Any]:
@@ -444,10 +523,17 @@ def collect(run: Run) -> dict[str, Any]:
     n = len(inputs.classes)
     confusion = sum((np.array(f["confusion"]) for f in folds.values()),
                     np.zeros((n, n), np.int64))
+    protocol = PROTOCOLS.get(cfg.protocol)
+    summary = {}
+    for metric in protocol.metrics:
+        values = [f[metric] for f in folds.values() if f.get(metric) is not None]
+        summary[metric] = {"mean": float(np.mean(values)) if values else None,
+                           "std": float(np.std(values)) if values else None}
     metrics = {
         "dataset": inputs.dataset, "model": cfg.model, "run": cfg.run,
         "unit": "clip" if run.cls.clip else "frame", "classes": inputs.classes,
         "n_folds": inputs.n_folds, "folds_params": inputs.folds_params,
+        "protocol": cfg.protocol, "selected_by": cfg.select, "metrics": summary,
         "left_out": inputs.left_out, "config": asdict(cfg), "device": run.device.type,
         "mean_accuracy": float(np.mean(accuracies)) if accuracies else None,
         "std_accuracy": float(np.std(accuracies)) if accuracies else None,
@@ -458,6 +544,7 @@ def collect(run: Run) -> dict[str, Any]:
         metrics["mask_index"] = {c: masks_order(inputs.work, inputs.dataset).index(c)
                                  for c in inputs.classes}
     write_text_atomic(run.folder / METRICS, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(run.folder / RESULTS, results_markdown(metrics))
     if accuracies:
         confusion_png(run.folder / CONFUSION, confusion, inputs.classes,
                       f"{cfg.run} {inputs.dataset}, {len(folds)} fold(s): "

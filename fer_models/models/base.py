@@ -47,9 +47,15 @@ class FERModel(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    @staticmethod
+    def target(batch: Batch) -> torch.Tensor:
+        """What cross-entropy aims at: the vote distribution where the batch has one (FER+'s
+        soft-label loss), else the class index."""
+        return batch["soft"].float() if "soft" in batch else batch["label"]
+
     def loss(self, out: Batch, batch: Batch) -> Batch:
         """The loss to minimise (`loss`) and its parts, for the progress bar and history."""
-        ce = F.cross_entropy(out["logits"].float(), batch["label"])
+        ce = F.cross_entropy(out["logits"].float(), self.target(batch))
         return {"loss": ce, "ce": ce}
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

@@ -48,6 +48,10 @@ class Dataset:
     class_orders: ClassVar[dict[str, tuple[str, ...]]] = {}
     official_test: ClassVar[str | None] = None  # the split an official protocol tests on
     official_train: ClassVar[tuple[str, ...]] = ("train", "training")
+    #: the split its protocol chooses the epoch on (FER2013's PublicTest), left out of the folds
+    official_validation: ClassVar[str | None] = None
+    #: how its papers train and report (`fer_models.protocols`): k folds by default
+    protocol: ClassVar[str] = "kfold"
     default_scheme: ClassVar[str] = "subject-kfold"  # `fer-prep folds` without --scheme
     #: stage parameters this dataset takes by default (over the default preset; an explicit
     #: --preset or option wins), by preset table: {"align": {"backend": "given", …}}

@@ -32,6 +32,7 @@ class AFEW(Dataset):
     root_help = "AFEW root holding Train_AFEW/ and Val_AFEW/."
     codes = CODES
     official_test = "val"
+    protocol = "afew"
     default_scheme = "official"  # AFEW has no subject ids: papers train on Train, report Val
     extra_columns = {"clip": "the clip's file name without suffix (AFEW)"}
     integers = ("label_code",)

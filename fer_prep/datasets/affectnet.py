@@ -76,6 +76,7 @@ class AffectNet(Dataset):
                     "fmpn": tuple(CODES[c] for c in range(7))}  # FMPN: code + 1, cls_nc 7
     official_test = "validation"
     official_train = ("training",)
+    protocol = "affectnet"
     default_scheme = "official"
     defaults = {"align": {"backend": "given"}}
     Options = AffectNetOptions

@@ -42,6 +42,8 @@ class FER2013(Dataset):
     codes = CODES
     official_test = "PrivateTest"
     official_train = ("training",)
+    official_validation = "PublicTest"
+    protocol = "fer2013"
     default_scheme = "official"
     defaults = {"align": {"backend": "given", "template": "whole", "grey": True}}
     extra_columns = {"source_line": "the row's line in the CSV (the header is line 1)"}

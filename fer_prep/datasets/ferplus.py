@@ -49,6 +49,7 @@ class FERPlus(FER2013):
     class_orders = {"ferplus": EMOTIONS}
     Options = FERPlusOptions
     quiet = frozenset({"dropped"})
+    protocol = "ferplus"
     extra_columns = {
         **FER2013.extra_columns,
         "ferplus_name": "the image's name in fer2013new.csv (fer0000000.png), FERPlus's file name",

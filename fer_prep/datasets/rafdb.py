@@ -82,6 +82,7 @@ class RAFDB(Dataset):
     class_orders = {"rafdb": tuple(CODES[code] for code in range(1, 8))}
     official_test = "test"
     official_train = ("train",)
+    protocol = "rafdb"
     default_scheme = "official"
     defaults = {"align": {"backend": "given"}}
     Options = RAFDBOptions
