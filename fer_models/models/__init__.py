@@ -6,10 +6,10 @@
 | `fan` | frame attention network over a clip (self / relation attention) | Emotion-FAN |
 | `fmpn` | mask generator + fusion + classifier; stage 1 the generator alone | FMPN-FER |
 | `landmark-aux` | classifier + 68-point landmark head, SCN weighting | Landmark-Driven FER |
-| `esr` | ensemble with shared representations: shared base, N convolutional branches, vote | ESR (Diversified FER) |
-| `manet` | ResNet-18 trunk, global multi-scale and local attention modules over face patches | MA-Net (Diversified FER) |
-| `dfr` | diversity loss between branch / local features on top of `esr` or `manet` | Diversified FER |
-| `mafer` | multi-resolution step 1 (degraded, restored faces), step 2 expressions | MAFER |
+| `esr` | shared base + N convolutional branches, the ensemble's vote | ESR |
+| `manet` | ResNet-18, global multi-scale + local attention over face patches | MA-Net |
+| `dfr` | a diversity loss between `esr` branches / `manet` local features | Diversified FER |
+| `mafer` | step 1 on faces at random resolutions, step 2 expressions | MAFER |
 
 Each class holds its defaults (`defaults`: size, lr, epochs, batch size); keyword arguments of
 None are dropped, so a CLI option left unset never overrides a model's own default. Entries are
