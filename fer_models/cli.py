@@ -16,7 +16,9 @@ Examples:
   fer-train --dataset ckplus --model resnet18 --fold all
   fer-train --dataset ckplus --model fan --at-type self --fold 3 --epochs 60
   fer-prep masks --dataset ckplus && fer-train --dataset ckplus --model fmpn --stage 1
-  fer-train --dataset ckplus --model fmpn --stage 2 --pretrained imagenet --resume"""
+  fer-train --dataset ckplus --model fmpn --stage 2 --pretrained imagenet --resume
+  for n in $(seq 1 9); do fer-train --dataset affectnet --model esr --grow --branches $n; done
+  fer-train --dataset ckplus --model mafer --step 1 && fer-train --dataset ckplus --model mafer"""
 
 
 class FoldParam(click.ParamType):
@@ -61,7 +63,8 @@ class Command(OneLineErrors, click.Command):
 @click.option("--workers", type=click.IntRange(0), help="Loader workers [min(4, cores)].")
 @click.option("--cache-gb", type=click.FloatRange(0), default=4.0, show_default=True,
               help="Decode the chips once into memory when they fit in this much.")
-@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), help="Trunk [resnet18].")
+@click.option("--backbone", type=click.Choice([*BACKBONE_NAMES, "seresnet50"]),
+              help="Trunk [resnet18; mafer: seresnet50, timm's in VGGFace2's layout].")
 @click.option("--at-type", type=click.Choice(AT_TYPES),
               help="fan: self attention, or self + relation attention [relation].")
 @click.option("--stage", type=click.IntRange(1, 2),
@@ -69,6 +72,49 @@ class Command(OneLineErrors, click.Command):
 @click.option("--lambda-mask", type=click.FloatRange(0), help="fmpn: weight of the mask MSE [0.1].")
 @click.option("--landmark-weight", type=click.FloatRange(0),
               help="landmark-aux: weight of the landmark L1 [10].")
+@click.option("--beta", type=click.FloatRange(0, 1),
+              help="manet, dfr --base manet: weight of the local branch's scores and loss "
+                   "against the global branch's [0.6].")
+@click.option("--grid", type=click.IntRange(1),
+              help="manet, dfr --base manet: patches per side of the local branch (P = grid²) "
+                   "[2].")
+@click.option("--branches", type=click.IntRange(1),
+              help="esr, dfr: convolutional branches in the ensemble [9].")
+@click.option("--grow", is_flag=True, default=None,
+              help="esr, dfr: ESR's training branch by branch: --branches 1 trains run "
+                   "<model>-1; --branches N adds branch N to run <model>-(N-1)'s ensemble of "
+                   "the same fold (run <model>-N), the base and the trained branches at "
+                   "--grow-lr-scale of the learning rate [off: all branches in one run].")
+@click.option("--grow-lr-scale", type=click.FloatRange(0),
+              help="esr, dfr --grow: learning-rate factor of the shared base and the branches "
+                   "already trained [0.1].")
+@click.option("--ensemble", type=click.Choice(["vote", "mean"]),
+              help="esr, dfr: the ensemble's decision: the branches' majority vote (ESR's) or "
+                   "the mean of their softmaxes [vote].")
+@click.option("--base", type=click.Choice(["esr", "manet"]),
+              help="dfr: the model the diversity loss trains [esr].")
+@click.option("--diversity-weight", type=click.FloatRange(0),
+              help="dfr: weight of the diversity loss [1].")
+@click.option("--gamma", type=click.FloatRange(0, min_open=True),
+              help="dfr: γ of the similarity kernel exp(−γ‖a−b‖²) [10].")
+@click.option("--stem", type=click.Choice(["imagenet", "small"]),
+              help="resnet18: the trunk's stem; small = a 3×3 stride-1 conv, no max-pool, for "
+                   "48-px faces [imagenet].")
+@click.option("--step", type=click.IntRange(1, 2),
+              help="mafer: 1 = the base on faces at random resolutions (expression labels here, "
+                   "VGGFace2 identities in the seed), 2 = expressions from step 1's base [2].")
+@click.option("--lr-ft-ratio", type=click.FloatRange(0, min_open=True),
+              help="mafer: the base's learning rate as a fraction of --lr [0.01].")
+@click.option("--downsample-prob", type=click.FloatRange(0, 1),
+              help="mafer step 1: chance a face is degraded, at the start (curriculum) or "
+                   "throughout [0.1].")
+@click.option("--curriculum-images", type=click.IntRange(0),
+              help="mafer step 1: images per +0.1 of that chance; 0 = fixed [35000].")
+@click.option("--feature-weight", type=click.FloatRange(0),
+              help="mafer step 1: weight of the feature MSE to the frozen starting base; 0 = no "
+                   "teacher [0.1].")
+@click.option("--test-resolution", type=click.IntRange(0),
+              help="mafer: test every face downscaled to N px and back; 0 = as it is [0].")
 @click.option("--protocol", type=click.Choice(PROTOCOLS.names()),
               help="How the dataset's papers train and report [the dataset's: fer2013, ferplus, "
                    "rafdb, affectnet, afew; kfold otherwise].")
@@ -86,7 +132,13 @@ def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | No
          batch_size: int | None, lr: float | None, size: int | None, seed: int, device: str,
          pretrained: str | None, resume: bool, workers: int | None, cache_gb: float,
          backbone: str | None, at_type: str | None, stage: int | None,
-         lambda_mask: float | None, landmark_weight: float | None, protocol: str | None,
+         lambda_mask: float | None, landmark_weight: float | None, beta: float | None,
+         grid: int | None, branches: int | None, grow: bool | None,
+         grow_lr_scale: float | None, ensemble: str | None, base: str | None,
+         diversity_weight: float | None, gamma: float | None, stem: str | None,
+         step: int | None, lr_ft_ratio: float | None,
+         downsample_prob: float | None, curriculum_images: int | None,
+         feature_weight: float | None, test_resolution: int | None, protocol: str | None,
          select: str, loss: str, balanced: bool, quiet: bool) -> None:
     """Train a FER model on fer-prep's faces, folds (and masks), fold by fold.
 
@@ -99,7 +151,13 @@ def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | No
     from fer_models.train import train
 
     options = {"backbone": backbone, "at_type": at_type, "stage": stage,
-               "lambda_mask": lambda_mask, "landmark_weight": landmark_weight}
+               "lambda_mask": lambda_mask, "landmark_weight": landmark_weight, "beta": beta,
+               "grid": grid, "step": step, "lr_ft_ratio": lr_ft_ratio,
+               "downsample_prob": downsample_prob, "curriculum_images": curriculum_images,
+               "feature_weight": feature_weight, "test_resolution": test_resolution,
+               "branches": branches, "grow": grow, "grow_lr_scale": grow_lr_scale,
+               "ensemble": ensemble, "base": base, "diversity_weight": diversity_weight,
+               "gamma": gamma, "stem": stem}
     metrics = train(dataset, work, model, fold, epochs=epochs, batch_size=batch_size, lr=lr,
                     size=size, seed=seed, device=device, pretrained=pretrained, resume=resume,
                     workers=workers, cache_gb=cache_gb, progress=not quiet, echo=click.echo,

@@ -96,8 +96,8 @@ def resolve_config(model: str, epochs: int | None = None, batch_size: int | None
     """The model's defaults, every argument given (not None) winning; options checked against
     the model's own parameters."""
     cls = model_class(model)
-    defaults = cls.defaults
     options = {k: v for k, v in options.items() if v is not None}
+    defaults = cls.defaults_for(options)
     takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *DERIVED)]
     unknown = sorted(set(options) - set(takes))
     if unknown:
@@ -337,9 +337,11 @@ def _initialise(run: Run, net: FERModel, k: int, train_rows: Any) -> dict[str, A
     extra: dict[str, Any] = {}
     cfg = run.config
     if cfg.pretrained:
+        backbone = cfg.options.get("backbone") or inspect.signature(
+            run.cls.__init__).parameters.get("backbone", inspect.Parameter(
+                "backbone", inspect.Parameter.KEYWORD_ONLY, default="resnet18")).default
         try:
-            extra["pretrained"] = load_pretrained(net, cfg.pretrained,
-                                                  cfg.options.get("backbone", "resnet18"))
+            extra["pretrained"] = load_pretrained(net, cfg.pretrained, backbone)
         except FileNotFoundError as exc:
             raise InputError(str(exc)) from None
         run.echo(f"fold {k}: {extra['pretrained']['loaded']} tensors from "
@@ -347,6 +349,8 @@ def _initialise(run: Run, net: FERModel, k: int, train_rows: Any) -> dict[str, A
     step = run.cls.previous_step(cfg.model, cfg.options)
     if step is not None:
         extra["previous_step"] = _previous_step(run, net, k, *step)
+    if hasattr(net, "init_class_weights"):  # a seed that weights its loss by class (MAFER)
+        net.init_class_weights(torch.tensor(train_rows["target"].to_numpy()))
     if run.cls.needs_landmarks:
         has = train_rows["has_landmarks"].to_numpy()
         net.init_from_data(torch.from_numpy(run.inputs.landmarks[train_rows.index[has]]))
@@ -358,6 +362,9 @@ def _previous_step(run: Run, net: FERModel, k: int, name: str, command: str) -> 
     selection), as the model takes them."""
     path = run.folder.parent / name / f"fold_{k}" / LAST
     if not path.is_file():
+        if run.cls.previous_required:
+            raise InputError(f"{path}: no {name} weights to start from; `{command}` trains "
+                             "that step first")
         run.echo(f"fold {k}: no {name} weights at {path}; starting without them (`{command}` "
                  "trains that step first)")
         return None

@@ -39,6 +39,12 @@ CONFIGS = [
     ("fmpn", {"stage": 1, "ngf": 8, "n_blocks": 1}),
     ("fmpn", {"stage": 2, "ngf": 8, "n_blocks": 1}),
     ("landmark-aux", {}),
+    ("manet", {}),
+    ("mafer", {"step": 1, "downsample_prob": 1.0, "curriculum_images": 0}),
+    ("mafer", {"step": 2}),
+    ("esr", {"branches": 3}),
+    ("dfr", {"base": "esr", "branches": 3}),
+    ("dfr", {"base": "manet"}),
 ]
 FAST = {"epochs": 1, "size": SIZE, "batch_size": 8, "workers": 0, "progress": False}
 

@@ -27,9 +27,22 @@ for _name in BACKBONE_NAMES:
 IMAGENET = "imagenet"  # --pretrained value: torchvision's weights from its local cache
 
 
-def create_backbone(name: str) -> tuple[nn.Module, int]:
-    """A trunk mapping (B, 3, H, W) to (B, D) features, and D."""
+STEMS = ("imagenet", "small")
+
+
+def create_backbone(name: str, stem: str = "imagenet") -> tuple[nn.Module, int]:
+    """A trunk mapping (B, 3, H, W) to (B, D) features, and D.
+
+    `stem="small"`: a 3×3 stride-1 first conv and no max-pool (the CIFAR ResNets' stem, which
+    small-face FER models use), so a 48-px face keeps 6×6 cells at the last stage instead of 2×2;
+    an ImageNet conv1 does not fit it and is skipped by `load_pretrained`.
+    """
     net = BACKBONES.get(name)()  # random init; weights only through load_pretrained
+    if stem not in STEMS:
+        raise ValueError(f"stem {stem!r}: choose one of {', '.join(STEMS)}")
+    if stem == "small":
+        net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
     dim = net.fc.in_features
     net.fc = nn.Identity()
     return net, dim
@@ -37,6 +50,10 @@ def create_backbone(name: str) -> tuple[nn.Module, int]:
 
 def imagenet_path(backbone: str) -> Path:
     """Where torchvision keeps `backbone`'s ImageNet weights once downloaded (we never do)."""
+    if backbone not in BACKBONE_NAMES:
+        raise FileNotFoundError(f"`imagenet` is torchvision's weights of "
+                                f"{', '.join(BACKBONE_NAMES)}, not of {backbone}; give a local "
+                                "weights file")
     url = tvm.get_model_weights(backbone).DEFAULT.url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
@@ -53,7 +70,7 @@ def read_state_dict(source: str | Path, backbone: str) -> tuple[dict[str, torch.
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors come in many types; the message names the file
         raise ValueError(f"{path}: not a PyTorch weights file ({exc})") from None
-    for key in ("model", "state_dict"):  # fer-train checkpoints; Emotion-FAN's .pth.tar
+    for key in ("model", "state_dict", "model_state_dict"):  # fer-train; Emotion-FAN; MAFER
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
@@ -69,6 +86,9 @@ def load_pretrained(model: nn.Module, source: str | Path, backbone: str) -> dict
     Returns what was loaded; a file matching nothing is an error, not a silent no-op.
     """
     state, path = read_state_dict(source, backbone)
+    remap = getattr(model, "map_pretrained", None)  # a model whose seed's weights use other names
+    if callable(remap):
+        state = remap(state)
     own = model.state_dict()
     take = {}
     for key, value in state.items():

@@ -62,6 +62,15 @@ class FERModel(nn.Module):
         """Optimizer parameter groups (FMPN trains its generator ten times slower)."""
         return [{"params": list(self.parameters()), "lr": lr}]
 
+    #: a run whose previous step is missing is refused (ESR's grown ensemble), else it warns
+    #: and starts without it (FMPN's stage 2 with an untrained generator)
+    previous_required: ClassVar[bool] = False
+
+    @classmethod
+    def defaults_for(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """`defaults` for these options (a model whose options change them: dfr's base)."""
+        return dict(cls.defaults)
+
     @classmethod
     def run_name(cls, name: str, options: dict[str, Any]) -> str:
         """The folder a run writes under WORK/<dataset>/train/: the model's name, or one per

@@ -2,8 +2,9 @@
 
 Emotion-FAN's `baseline_ck_plus.py` / `baseline_afew.py`: ResNet-18, 224 px, inputs in [0, 1]
 (`Resize(224)`, `RandomHorizontalFlip()`, `ToTensor()`, no Normalize), one label per frame.
-Kept: the architecture and the input range. Changed: AdamW instead of SGD, and the trunk is
-selectable (`backbone=`: resnet18, resnet34, resnet50).
+Kept: the architecture and the input range. Changed: AdamW instead of SGD, the trunk is
+selectable (`backbone=`: resnet18, resnet34, resnet50), and `stem="small"` gives it the CIFAR
+ResNets' 3×3 stride-1 stem without max-pool, for 48-px faces (CK+48, FER2013).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from fer_models.models.base import Batch, FERModel
 class ResNetClassifier(FERModel):
     """Backbone → dropout → linear classifier."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", dropout: float = 0.5) -> None:
+    def __init__(self, num_classes: int, backbone: str = "resnet18", dropout: float = 0.5,
+                 stem: str = "imagenet") -> None:
         super().__init__()
-        self.backbone, dim = create_backbone(backbone)
+        self.backbone, dim = create_backbone(backbone, stem)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(dim, num_classes)
 
