@@ -100,6 +100,9 @@ class Command(OneLineErrors, click.Command):
 @click.option("--stem", type=click.Choice(["imagenet", "small"]),
               help="resnet18: the trunk's stem; small = a 3×3 stride-1 conv, no max-pool, for "
                    "48-px faces [imagenet].")
+@click.option("--standardize", is_flag=True, default=None,
+              help="resnet18: each face to zero mean and unit variance first (lighting, skin "
+                   "tone) [off].")
 @click.option("--step", type=click.IntRange(1, 2),
               help="mafer: 1 = the base on faces at random resolutions (expression labels here, "
                    "VGGFace2 identities in the seed), 2 = expressions from step 1's base [2].")
@@ -136,7 +139,7 @@ def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | No
          grid: int | None, branches: int | None, grow: bool | None,
          grow_lr_scale: float | None, ensemble: str | None, base: str | None,
          diversity_weight: float | None, gamma: float | None, stem: str | None,
-         step: int | None, lr_ft_ratio: float | None,
+         standardize: bool | None, step: int | None, lr_ft_ratio: float | None,
          downsample_prob: float | None, curriculum_images: int | None,
          feature_weight: float | None, test_resolution: int | None, protocol: str | None,
          select: str, loss: str, balanced: bool, quiet: bool) -> None:
@@ -157,7 +160,7 @@ def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | No
                "feature_weight": feature_weight, "test_resolution": test_resolution,
                "branches": branches, "grow": grow, "grow_lr_scale": grow_lr_scale,
                "ensemble": ensemble, "base": base, "diversity_weight": diversity_weight,
-               "gamma": gamma, "stem": stem}
+               "gamma": gamma, "stem": stem, "standardize": standardize}
     metrics = train(dataset, work, model, fold, epochs=epochs, batch_size=batch_size, lr=lr,
                     size=size, seed=seed, device=device, pretrained=pretrained, resume=resume,
                     workers=workers, cache_gb=cache_gb, progress=not quiet, echo=click.echo,

@@ -298,3 +298,23 @@ def test_pretrained_weights_come_from_local_files_only(tmp_path: Path, monkeypat
 def test_help_shows_an_example() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0 and "fer-train --dataset ckplus --model" in result.output
+
+
+def test_resnet18_small_stem_and_standardize_on_48_px_faces(work: Path) -> None:
+    """The 48-px recipe's options: the small stem keeps 6×6 cells at 48 px (the ImageNet stem
+    2×2), and a standardized face is the same input whatever its brightness and contrast."""
+    inputs = read_inputs("ckplus", work)
+    batch = _batch(FaceDataset(inputs, inputs.part(0, "test"), 48, train=False), 6)
+    torch.manual_seed(0)
+    net = create_model("resnet18", len(inputs.classes), stem="small", standardize=True).eval()
+    trunk = net.backbone
+    x = net.prepare(batch["image"])
+    cells = trunk.layer4(trunk.layer3(trunk.layer2(trunk.layer1(trunk.maxpool(trunk.relu(
+        trunk.bn1(trunk.conv1(x))))))))
+    assert cells.shape[-2:] == (6, 6)
+    darker = {**batch, "image": batch["image"].float() * 0.5 + 20}
+    with torch.no_grad():
+        torch.testing.assert_close(net(darker)["logits"], net(batch)["logits"], atol=1e-4,
+                                   rtol=1e-4)
+        plain = create_model("resnet18", len(inputs.classes), stem="small").eval()
+        assert not torch.allclose(plain(darker)["logits"], plain(batch)["logits"], atol=1e-3)

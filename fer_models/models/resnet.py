@@ -4,7 +4,9 @@ Emotion-FAN's `baseline_ck_plus.py` / `baseline_afew.py`: ResNet-18, 224 px, inp
 (`Resize(224)`, `RandomHorizontalFlip()`, `ToTensor()`, no Normalize), one label per frame.
 Kept: the architecture and the input range. Changed: AdamW instead of SGD, the trunk is
 selectable (`backbone=`: resnet18, resnet34, resnet50), and `stem="small"` gives it the CIFAR
-ResNets' 3×3 stride-1 stem without max-pool, for 48-px faces (CK+48, FER2013).
+ResNets' 3×3 stride-1 stem without max-pool, for 48-px faces (CK+48, FER2013), and
+`standardize=True` brings each face to zero mean and unit variance first, so a subject filmed
+darker is not another distribution.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ class ResNetClassifier(FERModel):
     """Backbone → dropout → linear classifier."""
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", dropout: float = 0.5,
-                 stem: str = "imagenet") -> None:
+                 stem: str = "imagenet", standardize: bool = False) -> None:
         super().__init__()
+        self.standardize = standardize
         self.backbone, dim = create_backbone(backbone, stem)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, batch: Batch) -> Batch:
-        features = self.backbone(self.prepare(batch["image"]))
+        x = self.prepare(batch["image"])
+        if self.standardize:  # each face to zero mean, unit variance: lighting and skin tone
+            x = (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True).add(1e-6)
+        features = self.backbone(x)
         return {"logits": self.head(self.dropout(features))}
