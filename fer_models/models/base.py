@@ -92,3 +92,21 @@ class FERModel(nn.Module):
 
         `landmarks`: the training rows' chip landmarks (N, 68, 2), those without removed.
         """
+
+
+class TwoSteps:
+    """Mixin of a model trained in two steps chosen by its option `STEP` (1, then 2 from step
+    1's weights of the same fold): run `<model>-<STEP>1` for the first, `<model>` for the
+    second (FMPN's `--stage`, MAFER's `--step`)."""
+
+    STEP: ClassVar[str]
+
+    @classmethod
+    def run_name(cls, name: str, options: dict[str, Any]) -> str:
+        return f"{name}-{cls.STEP}1" if options.get(cls.STEP) == 1 else name
+
+    @classmethod
+    def previous_step(cls, name: str, options: dict[str, Any]) -> tuple[str, str] | None:
+        if options.get(cls.STEP, 2) == 1:
+            return None
+        return f"{name}-{cls.STEP}1", f"fer-train --model {name} --{cls.STEP} 1"

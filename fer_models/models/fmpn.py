@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_models.models.backbone import create_backbone
-from fer_models.models.base import Batch, FERModel
+from fer_models.models.base import Batch, FERModel, TwoSteps
 
 #: FMPN's class order: mask `<fold>/<index>.png` is for FMPN_CLASSES[index] (CK+ code − 1)
 FMPN_CLASSES = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
@@ -90,7 +90,7 @@ class FusionNet(nn.Module):
         return self.out(self.colour(image) + self.focus(focus))
 
 
-class FMPN(FERModel):
+class FMPN(TwoSteps, FERModel):
     """Mask generator + fusion + classifier; `stage` 1 = the generator alone.
 
     Outputs: `mask` (B, 1, mask_size, mask_size) in [0, 1]; in stage 2 also `logits` and
@@ -98,6 +98,7 @@ class FMPN(FERModel):
     """
 
     needs_masks = True
+    STEP = "stage"
     defaults: ClassVar[dict[str, Any]] = {"size": 224, "lr": 1e-4, "epochs": 30,
                                           "batch_size": 32}
 
@@ -144,16 +145,6 @@ class FMPN(FERModel):
             return {"loss": mse, "mse": mse}
         ce = F.cross_entropy(out["logits"].float(), batch["label"])
         return {"loss": self.lambda_cls * ce + self.lambda_mask * mse, "ce": ce, "mse": mse}
-
-    @classmethod
-    def run_name(cls, name: str, options: dict[str, Any]) -> str:
-        return f"{name}-stage1" if options.get("stage") == 1 else name
-
-    @classmethod
-    def previous_step(cls, name: str, options: dict[str, Any]) -> tuple[str, str] | None:
-        if options.get("stage", 2) == 1:
-            return None
-        return f"{name}-stage1", f"fer-train --model {name} --stage 1"
 
     def load_previous(self, state: dict[str, torch.Tensor]) -> str:
         """Stage 1's generator (the seed's `load_ckpt(['resface'])`)."""

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_models.models.backbone import create_backbone
-from fer_models.models.base import Batch, FERModel
+from fer_models.models.base import Batch, FERModel, TwoSteps
 from fer_prep.errors import OptionError
 
 #: VGGFace2's mean, B, G, R, on 0…255 (the seed's `subtract_mean`)
@@ -162,13 +162,14 @@ def draw_degradation(n: int, seed: int, prob: float, grey_prob: float = GREY_PRO
     return res, u[:, 2] < grey_prob
 
 
-class MAFER(FERModel):
+class MAFER(TwoSteps, FERModel):
     """Base (SE-ResNet-50) → pooled feature → linear classifier; `step` 1 trains it on degraded
     faces against a frozen teacher, `step` 2 fine-tunes step 1's base with a new classifier.
 
     Outputs: `logits` (B, C), `features` (B, 2048); training step 1 also `teacher_features`.
     """
 
+    STEP = "step"
     defaults: ClassVar[dict[str, Any]] = {"size": 224, "lr": 1e-2, "epochs": 30,
                                           "batch_size": 64}
 
@@ -291,16 +292,6 @@ class MAFER(FERModel):
         `init_optimizer`, `finetune`); the teacher is not trained."""
         return [{"params": list(self.backbone.parameters()), "lr": lr * self.lr_ft_ratio},
                 {"params": list(self.head.parameters()), "lr": lr}]
-
-    @classmethod
-    def run_name(cls, name: str, options: dict[str, Any]) -> str:
-        return f"{name}-step1" if options.get("step") == 1 else name
-
-    @classmethod
-    def previous_step(cls, name: str, options: dict[str, Any]) -> tuple[str, str] | None:
-        if options.get("step", 2) == 1:
-            return None
-        return f"{name}-step1", f"fer-train --model {name} --step 1"
 
     def load_previous(self, state: dict[str, torch.Tensor]) -> str:
         """Step 1's base, running statistics included; not its classifier nor its teacher."""
