@@ -84,7 +84,8 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     if ok.empty:
         raise InputError(f"{folds_dir / PARQUET}: no row is in the folds (status ok); see its "
                          "messages")
-    ok = pd.concat([ok, _validation(folds, get_dataset(dataset, work).official_validation)])
+    info = get_dataset(dataset, work)
+    ok = pd.concat([ok, _validation(folds, info.official_validation)])
     present = set(ok["label"])
     wanted = [c for c in CANONICAL if c in present and (classes_from is None or c in classes_from)]
     left_out = {str(k): int(v) for k, v in ok.loc[~ok["label"].isin(wanted), "label"]
@@ -103,7 +104,7 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     return Inputs(dataset=dataset, work=work, align_dir=align_dir, chip_size=chip_size,
                   n_folds=int(folds_record["n_folds"]), folds_params=folds_record.get("params", {}),
                   classes=wanted, rows=rows, landmarks=points, left_out=left_out,
-                  soft=_soft(rows, faces, wanted, get_dataset(dataset, work)))
+                  soft=_soft(rows, faces, wanted, info))
 
 
 def _validation(folds: pd.DataFrame, split: str | None) -> pd.DataFrame:

@@ -176,8 +176,9 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
     chosen = PROTOCOLS.get(name)
     if select not in SELECT:
         raise InputError(f"--select {select!r}: choose one of {', '.join(SELECT)}")
-    rule = selection(chosen, select, not inputs.part(0, "validation").empty)
-    if rule == "validation" and inputs.part(0, "validation").empty:
+    has_validation = not inputs.part(0, "validation").empty
+    rule = selection(chosen, select, has_validation)
+    if rule == "validation" and not has_validation:
         raise InputError(f"--select validation: the {dataset} folds leave no validation split "
                          "(FER2013's PublicTest with `fer-prep folds --scheme official`)")
     if loss == "soft" and (not chosen.soft or inputs.soft is None):
@@ -337,9 +338,8 @@ def _initialise(run: Run, net: FERModel, k: int, train_rows: Any) -> dict[str, A
     extra: dict[str, Any] = {}
     cfg = run.config
     if cfg.pretrained:
-        backbone = cfg.options.get("backbone") or inspect.signature(
-            run.cls.__init__).parameters.get("backbone", inspect.Parameter(
-                "backbone", inspect.Parameter.KEYWORD_ONLY, default="resnet18")).default
+        own = inspect.signature(run.cls.__init__).parameters.get("backbone")
+        backbone = cfg.options.get("backbone") or (own.default if own else "resnet18")
         try:
             extra["pretrained"] = load_pretrained(net, cfg.pretrained, backbone)
         except FileNotFoundError as exc:
