@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from fer_models.models import AT_TYPES, BACKBONE_NAMES, list_models
+from fer_models.presets import training_presets
 from fer_models.protocols import PROTOCOLS, SELECT
 from fer_prep.cli import OneLineErrors
 
 EXAMPLE = """\b
 Examples:
+  fer-train --preset ckplus48 --root /data/CK+
   fer-prep ckplus align --root /data/CK+ && fer-prep folds --dataset ckplus
   fer-train --dataset ckplus --model resnet18 --fold all
   fer-train --dataset ckplus --model fan --at-type self --fold 3 --epochs 60
@@ -19,6 +22,10 @@ Examples:
   fer-train --dataset ckplus --model fmpn --stage 2 --pretrained imagenet --resume
   for n in $(seq 1 9); do fer-train --dataset affectnet --model esr --grow --branches $n; done
   fer-train --dataset ckplus --model mafer --step 1 && fer-train --dataset ckplus --model mafer"""
+
+
+#: options of the machine and of this invocation, not of the recipe
+NOT_IN_PRESETS = ("preset", "root", "work", "device", "workers", "cache_gb", "resume", "quiet")
 
 
 class FoldParam(click.ParamType):
@@ -42,18 +49,24 @@ class Command(OneLineErrors, click.Command):
 
 @click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]},
                epilog=EXAMPLE)
-@click.option("--dataset", required=True, help="Dataset whose WORK/<dataset>/ to train on.")
+@click.option("--preset", metavar="|".join(training_presets()) + "|FILE",
+              help="A training recipe (pipelines/, or a .toml with a [train] table): its "
+                   "dataset, model and options; options given here win.")
+@click.option("--root", type=click.Path(path_type=Path),
+              help="With --preset: the dataset's root, prepared first as the preset says "
+                   "(align, folds; cached, so a second run only trains).")
+@click.option("--dataset", help="Dataset whose WORK/<dataset>/ to train on.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
               show_default=True, help="Work folder of fer-prep.")
-@click.option("--model", type=click.Choice(list_models()), required=True, help="Model to train.")
-@click.option("--fold", type=FoldParam(), default="all", show_default=True,
-              help="The fold to train and test, or all of them in turn.")
+@click.option("--model", type=click.Choice(list_models()), help="Model to train.")
+@click.option("--fold", type=FoldParam(),
+              help="The fold to train and test, or all of them in turn [all].")
 @click.option("--epochs", type=click.IntRange(1), help="Epochs [model's default: 30].")
 @click.option("--batch-size", type=click.IntRange(1), help="Batch size [32] (clips, for fan).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True),
               help="AdamW learning rate [1e-3; fmpn 1e-4], cosine-annealed over the epochs.")
 @click.option("--size", type=click.IntRange(16, 1024), help="Input side in pixels [224].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of everything.")
+@click.option("--seed", type=int, help="Seed of everything [0].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="auto: CUDA (bf16, channels_last) when present, else CPU.")
 @click.option("--pretrained", metavar="PATH|imagenet",
@@ -121,50 +134,69 @@ class Command(OneLineErrors, click.Command):
 @click.option("--protocol", type=click.Choice(PROTOCOLS.names()),
               help="How the dataset's papers train and report [the dataset's: fer2013, ferplus, "
                    "rafdb, affectnet, afew; kfold otherwise].")
-@click.option("--select", type=click.Choice(SELECT), default="auto", show_default=True,
+@click.option("--select", type=click.Choice(SELECT),
               help="The epoch reported: auto (the validation split where the protocol has one, "
                    "else the last), last, validation, or test (chosen on the test part, as "
-                   "several seeds do: labelled so).")
-@click.option("--loss", type=click.Choice(["majority", "soft"]), default="majority",
-              show_default=True, help="ferplus: cross-entropy on the label, or on the vote "
-                                      "distribution (soft labels).")
-@click.option("--balanced", is_flag=True,
+                   "several seeds do: labelled so) [auto].")
+@click.option("--loss", type=click.Choice(["majority", "soft"]),
+              help="ferplus: cross-entropy on the label, or on the vote distribution (soft "
+                   "labels) [majority].")
+@click.option("--rotate", type=click.FloatRange(0, 45), metavar="DEG",
+              help="Training augmentation: also turn each face by up to ±DEG degrees (beside "
+                   "the crop and the mirror) [0].")
+@click.option("--balanced", is_flag=True, default=None,
               help="Class-balanced training epochs (AffectNet's imbalanced training set).")
 @click.option("--quiet", is_flag=True, help="No progress bars (epoch lines only).")
-def main(dataset: str, work: Path, model: str, fold: int | str, epochs: int | None,
-         batch_size: int | None, lr: float | None, size: int | None, seed: int, device: str,
-         pretrained: str | None, resume: bool, workers: int | None, cache_gb: float,
-         backbone: str | None, at_type: str | None, stage: int | None,
-         lambda_mask: float | None, landmark_weight: float | None, beta: float | None,
-         grid: int | None, branches: int | None, grow: bool | None,
-         grow_lr_scale: float | None, ensemble: str | None, base: str | None,
-         diversity_weight: float | None, gamma: float | None, stem: str | None,
-         standardize: bool | None, step: int | None, lr_ft_ratio: float | None,
-         downsample_prob: float | None, curriculum_images: int | None,
-         feature_weight: float | None, test_resolution: int | None, protocol: str | None,
-         select: str, loss: str, balanced: bool, quiet: bool) -> None:
+def main(preset: str | None, root: Path | None, work: Path, device: str, workers: int | None,
+         cache_gb: float, resume: bool, quiet: bool, **given: Any) -> None:
     """Train a FER model on fer-prep's faces, folds (and masks), fold by fold.
 
-    Reads WORK/<dataset>/align/ and folds/ (and masks/ for fmpn), never the dataset folders.
-    Writes WORK/<dataset>/train/<model>/: metrics.json, results.md (the protocol's table),
+    Reads WORK/<dataset>/align/ and folds/ (and masks/ for fmpn), never the dataset folders
+    (but with --preset and --root, which prepare them first). Writes
+    WORK/<dataset>/train/<model>/: metrics.json, results.md (the protocol's table),
     confusion.png, fold_<K>/ (last.pt, best.pt, metrics.json, confusion.png), and prints the
     accuracy per fold and the mean.
     """
     from fer_models.report import accuracy_table
     from fer_models.train import train
 
-    options = {"backbone": backbone, "at_type": at_type, "stage": stage,
-               "lambda_mask": lambda_mask, "landmark_weight": landmark_weight, "beta": beta,
-               "grid": grid, "step": step, "lr_ft_ratio": lr_ft_ratio,
-               "downsample_prob": downsample_prob, "curriculum_images": curriculum_images,
-               "feature_weight": feature_weight, "test_resolution": test_resolution,
-               "branches": branches, "grow": grow, "grow_lr_scale": grow_lr_scale,
-               "ensemble": ensemble, "base": base, "diversity_weight": diversity_weight,
-               "gamma": gamma, "stem": stem, "standardize": standardize}
-    metrics = train(dataset, work, model, fold, epochs=epochs, batch_size=batch_size, lr=lr,
-                    size=size, seed=seed, device=device, pretrained=pretrained, resume=resume,
-                    workers=workers, cache_gb=cache_gb, progress=not quiet, echo=click.echo,
-                    protocol=protocol, select=select, loss=loss, balanced=balanced, **options)
+    given = {k: v for k, v in given.items() if v is not None}
+    if preset is not None:
+        given = {**preset_values(preset), **given}
+        if root is not None:
+            from fer_models.presets import prepare
+            from fer_prep.cli import Progress
+
+            progress = Progress()
+            try:
+                prepare(preset, root, work, click.echo, None if quiet else progress)
+            finally:
+                progress.close()
+    elif root is not None:
+        raise click.UsageError("--root prepares the faces a --preset names; without a preset, "
+                               "prepare them with fer-prep (see the examples)")
+    for key in ("dataset", "model"):
+        if key not in given:
+            raise click.UsageError(f"Missing option '--{key}' (or a --preset that names it)")
+    dataset, model = given.pop("dataset"), given.pop("model")
+    metrics = train(dataset, work, model, device=device, resume=resume, workers=workers,
+                    cache_gb=cache_gb, progress=not quiet, echo=click.echo, **given)
     click.echo(accuracy_table(metrics))
     folder = work / dataset / "train" / metrics["run"]
     click.echo(f"metrics: {folder / 'metrics.json'}, table: {folder / 'results.md'}")
+
+
+def preset_values(preset: str) -> dict[str, Any]:
+    """The preset's [train] values, each checked as its command-line option checks it."""
+    from fer_models.presets import train_table
+
+    params = {p.name: p for p in main.params}
+    ctx = click.get_current_context()
+    values = {}
+    for key, value in train_table(preset).items():
+        param = params.get(key)
+        if param is None or key in NOT_IN_PRESETS:
+            raise click.UsageError(f"preset {preset}: [train] {key} is not a fer-train option "
+                                   f"a preset can set")
+        values[key] = param.type_cast_value(ctx, value)
+    return values

@@ -6,9 +6,10 @@ not PNGs, and the training augmentation runs on the batch, on the training devic
 not per item in the workers. The model normalises on the device too.
 
 Training augmentation, the same for every model: a square crop of 80–100 % of the chip's area
-resized back, and a mirror image half the time (Emotion-FAN: mirror only; FMPN: crop + mirror;
-Landmark-Driven: mirror + ±5° rotation + colour jitter), applied alike to the face (every frame of
-a clip), its mask and its landmarks (mirrored landmarks swap left and right: `MIRROR68`). Each
+resized back, a mirror image half the time, and with `rotate=D` a turn of up to ±D° about the
+crop's centre (Emotion-FAN: mirror only; FMPN: crop + mirror; Landmark-Driven: mirror + ±5°
+rotation + colour jitter), applied alike to the face (every frame of a clip), its mask and its
+landmarks (mirrored landmarks swap left and right: `MIRROR68`). Each
 item's draw comes from a seed the sampler gives it, one per item and epoch, so a run sees the same
 batches whatever the number of workers, and a resumed run those the uninterrupted one saw.
 """
@@ -73,36 +74,41 @@ class ChipStore:
         return self.cached[i] if self.cached is not None else load_chip(self.paths[i], self.size)
 
 
-def draw_crop(seed: int) -> torch.Tensor:
-    """One item's augmentation: (top, left, side, mirror) as fractions of the chip."""
+def draw_crop(seed: int, rotate: float = 0.0) -> torch.Tensor:
+    """One item's augmentation: (top, left, side, mirror) as fractions of the chip, and the
+    turn in radians, uniform in ±`rotate` degrees."""
     rng = np.random.default_rng(seed)
     side = float(np.sqrt(rng.uniform(*CROP_AREA)))
     return torch.tensor([rng.uniform(0, 1 - side), rng.uniform(0, 1 - side), side,
-                         float(rng.random() < 0.5)])
+                         float(rng.random() < 0.5), np.radians(rng.uniform(-rotate, rotate))])
 
 
 def augment(batch: Item) -> Item:
     """Apply each item's `crop` to its `image` (and `mask`, `landmarks`) where the batch is.
 
-    Images come back as float in 0…255 (bilinear; the crop only enlarges, so no aliasing).
-    Landmarks (B, 68, 2) in [0, 1] move with the pixels and swap sides when mirrored.
+    Images come back as float in 0…255 (bilinear; the crop only enlarges, so no aliasing; a
+    turn repeats the border into the corners). Landmarks (B, 68, 2) in [0, 1] move with the
+    pixels and swap sides when mirrored.
     """
-    top, left, side, mirror = batch["crop"].float().unbind(1)
+    crop = batch["crop"].float()
+    top, left, side, mirror = crop[:, :4].unbind(1)
+    turn = crop[:, 4] if crop.shape[1] > 4 else torch.zeros_like(side)
     flip = mirror > 0.5
-    theta = torch.zeros(len(side), 2, 3, device=side.device)
-    theta[:, 0, 0] = torch.where(flip, -side, side)
-    theta[:, 0, 2] = 2 * left + side - 1
-    theta[:, 1, 1] = side
-    theta[:, 1, 2] = 2 * top + side - 1
+    cos, sin = turn.cos() * side, turn.sin() * side
+    sign = torch.where(flip, -1.0, 1.0)
+    # output → input in affine_grid's [-1, 1] coordinates: side · R(turn) · diag(sign, 1), about
+    # the crop's centre
+    theta = torch.stack([torch.stack([cos * sign, -sin, 2 * left + side - 1], 1),
+                         torch.stack([sin * sign, cos, 2 * top + side - 1], 1)], 1)
     out = {k: v for k, v in batch.items() if k != "crop"}
     for key in ("image", "mask"):
         if key in batch:
             out[key] = _warp(batch[key], theta)
     if "landmarks" in batch:
-        points = (batch["landmarks"] - torch.stack([left, top], 1)[:, None]) / side[:, None, None]
-        mirrored = points[:, MIRROR68].clone()
-        mirrored[..., 0] = 1.0 - mirrored[..., 0]
-        out["landmarks"] = torch.where(flip[:, None, None], mirrored, points)
+        inverse = torch.linalg.inv(theta[:, :, :2])
+        moved = (2 * batch["landmarks"] - 1 - theta[:, None, :, 2]) @ inverse.transpose(1, 2)
+        points = (moved + 1) / 2
+        out["landmarks"] = torch.where(flip[:, None, None], points[:, MIRROR68], points)
     return out
 
 
@@ -149,13 +155,15 @@ class FaceDataset(Dataset):
     """One item per row: `image` uint8 (3, S, S), `label`, for training `crop` (see `augment`);
     with `landmarks=True` also
     `landmarks` (68, 2) in [0, 1] and `has_landmarks`; with masks, `mask` uint8 (1, m, m) (the
-    pseudo mask of the row's class) and `has_mask`; with `soft=True`, `soft` (C,): the row's
+    pseudo mask of the row's class) and `has_mask`; `rotate`: the training turn's range in degrees;
+    with `soft=True`, `soft` (C,): the row's
     vote distribution (FER+), which the loss then targets instead of `label`."""
 
     def __init__(self, inputs: Inputs, rows: pd.DataFrame, size: int, train: bool,
                  landmarks: bool = False, masks: Masks | None = None,
-                 cache_bytes: int = 4 << 30, threads: int = 4, soft: bool = False) -> None:
-        self.train, self.masks = train, masks
+                 cache_bytes: int = 4 << 30, threads: int = 4, soft: bool = False,
+                 rotate: float = 0.0) -> None:
+        self.train, self.masks, self.rotate = train, masks, rotate
         self.soft = torch.from_numpy(inputs.soft[rows.index]) if soft else None
         self.store = ChipStore([inputs.align_dir / p for p in rows["face_path"]], size,
                                cache_bytes, threads)
@@ -173,7 +181,7 @@ class FaceDataset(Dataset):
         if self.soft is not None:
             item["soft"] = self.soft[i]
         if self.train:
-            item["crop"] = draw_crop(seed)
+            item["crop"] = draw_crop(seed, self.rotate)
         if self.landmarks is not None:
             item["landmarks"] = self.landmarks[i]
             item["has_landmarks"] = self.has_landmarks[i]
@@ -191,8 +199,9 @@ class ClipDataset(Dataset):
     takes every frame."""
 
     def __init__(self, inputs: Inputs, rows: pd.DataFrame, size: int, train: bool,
-                 frames: int = 3, cache_bytes: int = 4 << 30, threads: int = 4) -> None:
-        self.train, self.frames = train, frames
+                 frames: int = 3, cache_bytes: int = 4 << 30, threads: int = 4,
+                 rotate: float = 0.0) -> None:
+        self.train, self.frames, self.rotate = train, frames, rotate
         rows = rows.assign(_pos=np.arange(len(rows)))
         self.store = ChipStore([inputs.align_dir / p for p in rows["face_path"]], size,
                                cache_bytes, threads)
@@ -213,7 +222,7 @@ class ClipDataset(Dataset):
         item = {"image": torch.stack([self.store[int(j)] for j in frames]),
                 "valid": torch.ones(len(frames), dtype=torch.bool), "label": self.targets[i]}
         if self.train:
-            item["crop"] = draw_crop(seed)
+            item["crop"] = draw_crop(seed, self.rotate)
         return item
 
 

@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from fer_models.data import ClipDataset, FaceDataset, augment, make_loader
-from fer_models.inputs import InputError, Inputs, masks_order, read_inputs, read_masks
+from fer_models.inputs import InputError, Inputs, Masks, masks_order, read_inputs, read_masks
 from fer_models.models import create_model, model_class
 from fer_models.models.backbone import load_pretrained
 from fer_models.models.base import Batch, FERModel
@@ -82,6 +82,7 @@ class Config:
     select: str = "last"  # the epoch reported: last, validation (its best) or test (its best)
     loss: str = "majority"  # or soft: cross-entropy on the vote distribution (FER+)
     balanced: bool = False  # class-balanced training epochs
+    rotate: float = 0.0  # the training augmentation's turn, up to ± this many degrees
 
     @property
     def run(self) -> str:
@@ -92,7 +93,7 @@ def resolve_config(model: str, epochs: int | None = None, batch_size: int | None
                    lr: float | None = None, size: int | None = None, seed: int = 0,
                    pretrained: str | Path | None = None, protocol: str = "kfold",
                    select: str = "last", loss: str = "majority", balanced: bool = False,
-                   **options: Any) -> Config:
+                   rotate: float = 0.0, **options: Any) -> Config:
     """The model's defaults, every argument given (not None) winning; options checked against
     the model's own parameters."""
     cls = model_class(model)
@@ -107,7 +108,8 @@ def resolve_config(model: str, epochs: int | None = None, batch_size: int | None
     values = {k: defaults[k] if v is None else v for k, v in pick.items()}
     return Config(model=model, seed=seed, options=options,
                   pretrained=None if pretrained is None else str(pretrained),
-                  protocol=protocol, select=select, loss=loss, balanced=balanced, **values)
+                  protocol=protocol, select=select, loss=loss, balanced=balanced,
+                  rotate=rotate, **values)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -162,7 +164,7 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
           workers: int | None = None, cache_gb: float = 4.0, progress: bool = True,
           echo: Callable[[str], None] = print, protocol: str | None = None,
           select: str = "auto", loss: str = "majority", balanced: bool = False,
-          **options: Any) -> dict[str, Any]:
+          rotate: float = 0.0, **options: Any) -> dict[str, Any]:
     """Train `model` on fold `fold` (or every fold) of `WORK/<dataset>/`; return the metrics.
 
     `options` go to the model (e.g. `at_type="self"`, `stage=1`, `backbone="resnet34"`); None
@@ -187,8 +189,10 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
                          f"{name} has none")
     if loss not in LOSSES:
         raise InputError(f"--loss {loss!r}: choose one of {', '.join(LOSSES)}")
+    if not 0 <= rotate <= 45:
+        raise InputError(f"--rotate {rotate}: give a turn of 0 to 45 degrees")
     config = resolve_config(model, epochs, batch_size, lr, size, seed, pretrained, name, rule,
-                            loss, balanced, **options)
+                            loss, balanced, rotate, **options)
     dev = resolve_device(device)
     if inputs.left_out:
         counts = ", ".join(f"{n} {label}" for label, n in inputs.left_out.items())
@@ -232,27 +236,10 @@ def fit_fold(run: Run, k: int) -> None:
     if ckpt is None and folder.exists():
         shutil.rmtree(folder)  # a fresh start keeps nothing of an earlier run
 
-    masks = read_masks(inputs, k) if run.cls.needs_masks else None
-    options = {**cfg.options, **({"mask_size": masks.size} if masks else {})}
-    parts = {"train": inputs.part(k, "train"), "test": inputs.part(k, "test")}
-    if cfg.select == "validation":
-        parts["validation"] = inputs.part(k, "validation")
-    train_rows, test_rows = parts["train"], parts["test"]
-    loaders = {part: make_loader(_dataset(run, rows, part == "train", masks), cfg.batch_size,
-                                 part == "train", cfg.seed, run.workers, dev.type == "cuda",
-                                 balanced=cfg.balanced)
-               for part, rows in parts.items()}
+    loaders, masks = fold_loaders(run, k)
+    train_rows, test_rows = inputs.part(k, "train"), inputs.part(k, "test")
     clips = _clip_ids(run, test_rows)
-
-    torch.manual_seed(cfg.seed)
-    net = create_model(cfg.model, len(inputs.classes), **options)
-    extra: dict[str, Any] = {}
-    if ckpt is None:
-        extra = _initialise(run, net, k, train_rows)
-    net.to(dev)
-    if dev.type == "cuda":
-        net.to(memory_format=torch.channels_last)
-        net.channels_last = True
+    net, extra = fold_model(run, k, masks, train_rows, fresh=ckpt is None)
     opt = torch.optim.AdamW(net.param_groups(cfg.lr), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     start, history, chosen = 0, [], None
@@ -300,6 +287,35 @@ def fit_fold(run: Run, k: int) -> None:
                                                          for p, d in loaders.items()})
 
 
+def fold_loaders(run: Run, k: int) -> tuple[dict[str, Any], Masks | None]:
+    """Fold `k`'s loaders by part (train, test, and validation when it chooses the epoch) and
+    its masks (for a model that needs them)."""
+    cfg, inputs = run.config, run.inputs
+    masks = read_masks(inputs, k) if run.cls.needs_masks else None
+    parts = ["train", "test"] + (["validation"] if cfg.select == "validation" else [])
+    loaders = {part: make_loader(fold_dataset(run, inputs.part(k, part), part == "train", masks),
+                                 cfg.batch_size, part == "train", cfg.seed, run.workers,
+                                 run.device.type == "cuda", balanced=cfg.balanced)
+               for part in parts}
+    return loaders, masks
+
+
+def fold_model(run: Run, k: int, masks: Masks | None, train_rows: Any, fresh: bool
+               ) -> tuple[FERModel, dict[str, Any]]:
+    """Fold `k`'s model on the run's device; `fresh`: initialised as a new run starts it
+    (pretrained weights, the previous step, data statistics), with what that took."""
+    cfg = run.config
+    options = {**cfg.options, **({"mask_size": masks.size} if masks else {})}
+    torch.manual_seed(cfg.seed)
+    net = create_model(cfg.model, len(run.inputs.classes), **options)
+    extra = _initialise(run, net, k, train_rows) if fresh else {}
+    net.to(run.device)
+    if run.device.type == "cuda":
+        net.to(memory_format=torch.channels_last)
+        net.channels_last = True
+    return net, extra
+
+
 def _clip_ids(run: Run, rows: Any) -> np.ndarray | None:
     """Each test row's clip, when the protocol scores clips and the model sees frames."""
     if not PROTOCOLS.get(run.config.protocol).clips or run.cls.clip:
@@ -307,15 +323,18 @@ def _clip_ids(run: Run, rows: Any) -> np.ndarray | None:
     return rows["sequence"].astype(str).to_numpy()
 
 
-def _dataset(run: Run, rows: Any, train: bool, masks: Any) -> FaceDataset | ClipDataset:
+def fold_dataset(run: Run, rows: Any, train: bool, masks: Masks | None
+                 ) -> FaceDataset | ClipDataset:
+    """The dataset of one part's rows as the run's model reads it."""
     threads = max(1, os.cpu_count() or 1)
     if run.cls.clip:
         return ClipDataset(run.inputs, rows, run.config.size, train,
-                           cache_bytes=run.cache_bytes, threads=threads)
+                           cache_bytes=run.cache_bytes, threads=threads,
+                           rotate=run.config.rotate)
     return FaceDataset(run.inputs, rows, run.config.size, train,
                        landmarks=run.cls.needs_landmarks, masks=masks,
                        cache_bytes=run.cache_bytes, threads=threads,
-                       soft=train and run.config.loss == "soft")
+                       soft=train and run.config.loss == "soft", rotate=run.config.rotate)
 
 
 def _resumable(run: Run, folder: Path) -> dict[str, Any] | None:

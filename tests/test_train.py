@@ -184,8 +184,9 @@ def test_chip_landmarks_follow_the_pixels(work: Path) -> None:
     marked = [0, 8, 16, 30, 36, 45, 48, 54]  # jaw ends and chin, nose, eye and mouth corners
     for x, y in (points[marked] * n).long().tolist():
         canvas[0, y - 1:y + 2, x - 1:x + 2] = 255
-    crops = torch.stack([draw_crop(seed) for seed in range(8)])
+    crops = torch.stack([draw_crop(seed, rotate=15.0 * (seed % 2)) for seed in range(8)])
     assert {0.0, 1.0} <= set(crops[:, 3].tolist())  # some mirrored, some not
+    assert (crops[1::2, 4].abs() > 0.01).any() and (crops[::2, 4] == 0).all()  # some turned
     out = augment({"image": canvas.expand(8, 1, n, n), "landmarks": points.expand(8, 68, 2),
                    "crop": crops})
     for image, moved in zip(out["image"][:, 0], out["landmarks"], strict=True):
