@@ -39,7 +39,8 @@ def test_ckplus48_prepares_trains_and_reruns_from_the_cache(shared: Path, tmp_pa
     assert read_record(work / "ckplus/folds")["params"]["scheme"] == "loso"
     metrics = json.loads((work / "ckplus/train/resnet18/metrics.json").read_text())
     config = metrics["config"]
-    assert (config["size"], config["epochs"], config["lr"], config["batch_size"]) == (48, 1, 3e-4, 8)
+    assert (config["size"], config["epochs"], config["lr"]) == (48, 1, 3e-4)
+    assert (config["batch_size"], config["rotate"]) == (8, 0)
     assert config["options"] == {"stem": "small", "standardize": True}
     assert list(metrics["folds"]) == ["1"]
 
