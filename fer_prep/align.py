@@ -165,6 +165,21 @@ TEMPLATES.add(
 )
 
 
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The least-squares similarity (rotation, one scale, shift) taking (N, 2) `src` onto `dst`,
+    as a 2×3 matrix: Umeyama's estimate (skimage's `SimilarityTransform.from_estimate`) in closed
+    form, with points as complex numbers, dst ≈ a·src + b; microseconds instead of skimage's
+    ~0.7 ms, which a video's every frame pays."""
+    import numpy as np
+
+    s = np.asarray(src, float) @ (1, 1j)
+    d = np.asarray(dst, float) @ (1, 1j)
+    s0, d0 = s - s.mean(), d - d.mean()
+    a = (d0 * s0.conj()).sum() / (s0.real**2 + s0.imag**2).sum()
+    b = d.mean() - a * s.mean()
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
+
+
 def estimate_norm(src: np.ndarray, points: np.ndarray, size: int, padding: float,
                   edges: bool = False) -> np.ndarray:
     """2×3 matrix taking frame coordinates to chip coordinates (least-squares similarity).
@@ -176,13 +191,12 @@ def estimate_norm(src: np.ndarray, points: np.ndarray, size: int, padding: float
     """
     import cv2
     import numpy as np
-    from skimage.transform import SimilarityTransform
 
     dst = (np.asarray(points, float) + padding) / (1 + 2 * padding) * size
     if edges:  # pixel i's centre is at i + ½ in edge coordinates, in the frame as in the chip
-        fit = SimilarityTransform.from_estimate(np.asarray(src, float), dst).params[:2]
+        fit = fit_similarity(src, dst)
         return np.column_stack([fit[:, :2], fit[:, :2] @ (0.5, 0.5) + fit[:, 2] - 0.5])
-    fit = SimilarityTransform.from_estimate(dst, np.asarray(src, float)).params  # chip → frame
+    fit = fit_similarity(dst, src)  # chip → frame
     scale = np.hypot(fit[0, 0], fit[1, 0])
     rot = fit[:2, :2] / scale
     centre = fit[:2, :2] @ np.full(2, size / 2) + fit[:2, 2]

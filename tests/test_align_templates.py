@@ -8,7 +8,7 @@ import dlib
 import numpy as np
 import pytest
 
-from fer_prep.align import TEMPLATES, align_face, transform_points
+from fer_prep.align import TEMPLATES, align_face, fit_similarity, transform_points
 from fer_prep.faces import create_backend, to_rgb
 from fer_prep.images import read_image
 
@@ -52,3 +52,21 @@ def test_template_places_the_eyes(faces, name: str) -> None:
         eyes = transform_points(face.landmarks5[:2], matrix)
         tolerance = 0.05 * tpl.size  # least-squares templates fit more than the eyes
         assert np.abs(eyes - tpl.eye_centres(tpl.size, tpl.padding)).max() <= tolerance
+
+
+def test_the_closed_form_similarity_is_umeyamas() -> None:
+    """`fit_similarity` gives skimage's least-squares similarity, turned, scaled, shifted or
+    noisy, for 2 points (the eyes) as for many."""
+    from skimage.transform import SimilarityTransform
+
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 68):
+        for _ in range(20):
+            src = rng.uniform(0, 300, (n, 2))
+            angle, scale = rng.uniform(-np.pi, np.pi), rng.uniform(0.1, 5)
+            turn = scale * np.array([[np.cos(angle), -np.sin(angle)],
+                                     [np.sin(angle), np.cos(angle)]])
+            dst = src @ turn.T + rng.uniform(-100, 100, 2) + rng.normal(0, 3, (n, 2))
+            ours = fit_similarity(src, dst)
+            theirs = SimilarityTransform.from_estimate(src, dst).params[:2]
+            np.testing.assert_allclose(ours, theirs, atol=1e-9)

@@ -26,6 +26,26 @@ CROP = 256  # side of the square crop handed to the mesh model (it works at 192)
 CONTEXT = 2.0  # crop side relative to the detected box's longer side
 
 
+#: a serialized NormalizedLandmark with x, y, z set: a length-delimited field (tag 0x0a, 15 bytes)
+#: holding three fixed32 floats (tags 0x0d, 0x15, 0x1d)
+_LANDMARK = np.dtype([("tag", "u1"), ("size", "u1"), ("tx", "u1"), ("x", "<f4"), ("ty", "u1"),
+                      ("y", "<f4"), ("tz", "u1"), ("z", "<f4")])
+_TAGS = {"tag": 0x0A, "size": 15, "tx": 0x0D, "ty": 0x15, "tz": 0x1D}
+
+
+def mesh_points(landmarks) -> np.ndarray:
+    """(N, 3) float32 normalised x, y, z of a NormalizedLandmarkList, read from its serialized
+    bytes in one numpy view (a Python loop over 478 messages costs ~0.2 ms a frame); the loop
+    where the bytes are laid out otherwise (a field unset, visibility present)."""
+    raw = landmarks.SerializeToString()
+    n = len(landmarks.landmark)
+    if len(raw) == n * _LANDMARK.itemsize:
+        rec = np.frombuffer(raw, _LANDMARK)
+        if all((rec[field] == value).all() for field, value in _TAGS.items()):
+            return np.stack([rec["x"], rec["y"], rec["z"]], 1)
+    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)
+
+
 class MediaPipeBackend(FaceBackend):
     name = "mediapipe"
 
@@ -68,8 +88,8 @@ class MediaPipeBackend(FaceBackend):
                 found = self.faces(image)
                 return found[0] if found else None
             h, w = image.shape[:2]
-            marks = result.multi_face_landmarks[0].landmark
-            mesh = np.array([(p.x * w, p.y * h, p.z * w) for p in marks], dtype=np.float32)
+            mesh = (mesh_points(result.multi_face_landmarks[0]).astype(np.float64)
+                    * (w, h, w)).astype(np.float32)
             lm68 = mesh_to_68(mesh)
             x0, y0 = lm68.min(0)
             x1, y1 = lm68.max(0)
@@ -107,7 +127,7 @@ class MediaPipeBackend(FaceBackend):
             result = self.mesh.process(crop)
         if not result.multi_face_landmarks:
             raise NoLandmarks(f"no face mesh inside box {tuple(round(v) for v in box)}")
-        pts = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark])
+        pts = mesh_points(result.multi_face_landmarks[0]).astype(np.float64)
         mesh = np.empty_like(pts, dtype=np.float32)
         mesh[:, 0] = (pts[:, 0] * CROP - m[0, 2]) / scale
         mesh[:, 1] = (pts[:, 1] * CROP - m[1, 2]) / scale
