@@ -160,6 +160,12 @@ def _work_options() -> list[click.Option]:
         click.Option(["--jobs", "-j"], type=click.IntRange(0), default=0, show_default=True,
                      help="Worker processes (0 = all cores)."),
         click.Option(["--force"], is_flag=True, help="Redo the stage even if up to date."),
+        click.Option(["--cluster"], metavar="local:N",
+                     help="Run the batches on a Dask LocalCluster of N worker processes "
+                          "(instead of --jobs)."),
+        click.Option(["--scheduler"], metavar="tcp://HOST:PORT", envvar="FER_PREP_SCHEDULER",
+                     help="Run the batches on a running Dask cluster; its workers must see "
+                          "--work at the same path [$FER_PREP_SCHEDULER]."),
     ]
 
 
@@ -200,7 +206,8 @@ def stage_command(stage_name: str, dataset: str | None, name: str) -> click.Comm
     params += field_options(stage.Params, ds.defaults if ds else None)
     params += _work_options()
 
-    def callback(work: Path, jobs: int, force: bool, **given: Any) -> None:
+    def callback(work: Path, jobs: int, force: bool, cluster: str | None,
+                 scheduler: str | None, **given: Any) -> None:
         from fer_prep.runner import run
 
         chosen = given.pop("dataset", dataset)
@@ -208,7 +215,7 @@ def stage_command(stage_name: str, dataset: str | None, name: str) -> click.Comm
         progress = Progress()
         try:
             result = run(chosen, stage_name, work, root=root, preset=preset, jobs=jobs,
-                         force=force, progress=progress,
+                         force=force, progress=progress, cluster=cluster, scheduler=scheduler,
                          **{k: v for k, v in given.items() if v is not None})
         finally:
             progress.close()

@@ -12,6 +12,7 @@ and ends with the same bytes as a run that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -40,6 +41,7 @@ from fer_prep.cache import (
     write_record,
     write_text_atomic,
 )
+from fer_prep.cluster import Cluster
 from fer_prep.datasets import Dataset
 from fer_prep.errors import InputError
 from fer_prep.manifest import check_schema, read_table, write_manifest, write_table
@@ -191,7 +193,8 @@ def _check_unique(items: pd.DataFrame) -> None:
 
 def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
             upstream: tuple[str, ...], jobs: int | None, force: bool,
-            progress: Progress | None, started: float) -> StageResult:
+            progress: Progress | None, started: float, cluster: Cluster | None = None
+            ) -> StageResult:
     """Bring the stage folder up to date with its items (the runner's content step)."""
     st, folder, record = ctx.stage, ctx.folder, ctx.record
     ctx.sources = {}
@@ -248,7 +251,7 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     usable = items[items["status"] == "ok"]
     todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
     if todo and type(st).map is not None:
-        _map(st, todo, params, folder, items, results, jobs, progress, ctx.dataset)
+        _map(st, todo, params, folder, items, results, jobs, progress, ctx.dataset, cluster)
     complaints = ~items["status"].isin(["ok", *ctx.dataset.quiet])
     for message in dict.fromkeys(items.loc[complaints, "message"].dropna()):
         if message:
@@ -283,18 +286,39 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
 
 def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataFrame,
          results: dict[str, list[dict]], jobs: int | None, progress: Progress | None,
-         dataset: Dataset) -> None:
-    """Map the items to do in worker processes, saving each batch's rows as it arrives."""
-    n_jobs = min(resolve_jobs(jobs), len(todo))
+         dataset: Dataset, cluster: Cluster | None = None) -> None:
+    """Map the items to do in worker processes (local ones, or a Dask cluster's), saving each
+    batch's rows as it arrives."""
+    with contextlib.ExitStack() as stack:
+        if cluster is None:
+            n_jobs = min(resolve_jobs(jobs), len(todo))
+            run = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+
+            def each(calls: list[tuple]) -> Any:
+                return run(delayed(_work)(*args) for args in calls)
+        else:
+            from fer_prep import cluster as dask_cluster
+
+            client = stack.enter_context(dask_cluster.connect(cluster))
+            n_jobs = min(dask_cluster.workers(client), len(todo))
+
+            def each(calls: list[tuple]) -> Any:
+                return dask_cluster.map_unordered(client, _work, calls)
+        _collect(st, each, todo, params, folder, items, results, n_jobs, progress, dataset)
+
+
+def _collect(st: Stage, each: Callable, todo: list[dict], params: Any, folder: Path,
+             items: pd.DataFrame, results: dict[str, list[dict]], n_jobs: int,
+             progress: Progress | None, dataset: Dataset) -> None:
+    """Run the batches through `each` (calls → results as they finish) and save them."""
     fps = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
-    run = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
     batches = _batches(todo, n_jobs, st.batch_size, st.group)
     done, what = 0, f"{dataset.name} {st.folder}"
     if progress is not None:
         progress(what, 0, len(todo))
     seen: set[str] = set()
     job = Job(params, folder, dataset)
-    for rows in run(delayed(_work)(type(st).map, b, job, os.getpid()) for b in batches):
+    for rows in each([(type(st).map, b, job, os.getpid()) for b in batches]):
         rows = [{**{k: _plain(v) for k, v in r.items()}, "fingerprint": fps[r[st.key]]}
                 for r in rows]
         _save_part(folder / PARTS, rows, st.key)

@@ -212,6 +212,8 @@ def run(
     jobs: int | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    cluster: str | None = None,
+    scheduler: str | None = None,
     **options: Any,
 ) -> StageResult:
     """Bring `WORK/<dataset>/<stage>/` up to date; see the module docstring.
@@ -219,10 +221,15 @@ def run(
     `options`: the dataset reader's options (CK+: `frames`, `include_unlabelled`) and the
     stage's parameters (align: `backend`, `template`, `size`, …) by name; a parameter not given
     comes from `preset` (the `default` preset when None, for stages that have presets).
-    `jobs`: worker processes (None or 0: every core). Raises a `FerPrepError` for every mistake
-    of the caller, naming the file or option.
+    `jobs`: worker processes (None or 0: every core). `cluster="local:N"` runs the batches on
+    a Dask LocalCluster of N processes instead, `scheduler` (or $FER_PREP_SCHEDULER) on a
+    running cluster (`fer_prep.cluster`). Raises a `FerPrepError` for every mistake of the
+    caller, naming the file or option.
     """
+    from fer_prep.cluster import resolve_cluster
+
     started = time.monotonic()
+    on = resolve_cluster(cluster, scheduler)
     ds, st = get_dataset(dataset, work), get_stage(stage)
     if not st.applies_to(ds):
         raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its commands: "
@@ -261,7 +268,7 @@ def run(
         from fer_prep.execute import execute
 
         return execute(ctx, params, models, fp, key, upstream, jobs=jobs, force=force,
-                       progress=progress, started=started)
+                       progress=progress, started=started, cluster=on)
 
 
 def result(st: Stage, folder: Path, record: dict[str, Any], computed: int, reused: int,

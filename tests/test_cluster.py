@@ -1,0 +1,137 @@
+"""Stages on a real Dask cluster (`distributed.LocalCluster`, 2 worker processes, loopback): the
+same bytes as a local run on real CK+ frames and AFEW clips, a worker killed mid-run costs
+nothing, resume and the CLI's summary hold, and the mistakes are one line."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fer_prep.cli import main
+from fer_prep.cluster import resolve_cluster
+from fer_prep.errors import OptionError, WorkError
+from fer_prep.runner import PARTS, run
+
+distributed = pytest.importorskip("distributed")
+
+CLIPS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
+
+
+def contents(stage: Path) -> dict[str, str]:
+    """Every file of a stage folder but its record (which holds times), by content hash."""
+    return {str(p.relative_to(stage)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(stage.rglob("*")) if p.is_file() and p.name != "stage.json"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A LocalCluster of 2 single-threaded worker processes on the loopback interface."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None,
+                                  silence_logs=50) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def afew_root(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("afew")
+    (root / "Train_AFEW/Happy").mkdir(parents=True)
+    for clip in CLIPS:
+        (root / "Train_AFEW/Happy" / clip).symlink_to(shared / "data/media" / clip)
+    return root
+
+
+def test_ckplus_on_a_local_cluster_is_a_local_run_byte_for_byte(shared: Path,
+                                                                 tmp_path: Path) -> None:
+    root = shared / "data/ckplus"
+    local = run("ckplus", "align", tmp_path / "local", root=root, jobs=2)
+    dask = run("ckplus", "align", tmp_path / "dask", root=root, cluster="local:2")
+    assert local.counts == dask.counts == {"ok": 72}
+    ours = contents(tmp_path / "local/ckplus/align")
+    theirs = contents(tmp_path / "dask/ckplus/align")
+    assert len(ours) == 75 and ours == theirs  # 72 chips, the manifest (parquet, csv), sources
+
+
+def test_afew_clips_on_a_running_cluster_are_a_local_run_byte_for_byte(
+        afew_root: Path, cluster, tmp_path: Path) -> None:
+    local = run("afew", "align-video", tmp_path / "local", root=afew_root, from_video=True,
+                jobs=1)
+    dask = run("afew", "align-video", tmp_path / "dask", root=afew_root, from_video=True,
+               scheduler=cluster.scheduler_address)
+    assert local.counts == dask.counts and local.counts["ok"] == 544
+    assert contents(tmp_path / "local/afew/align") == contents(tmp_path / "dask/afew/align")
+
+
+def test_a_worker_killed_mid_run_loses_nothing(shared: Path, cluster, tmp_path: Path) -> None:
+    """Every frame of the 18 sequences in batches; once the first batch is saved, one worker
+    process is killed (SIGKILL): its batch runs again elsewhere, every frame comes out once and
+    the bytes equal a local run's."""
+    root = shared / "data/ckplus"
+    work = tmp_path / "dask"
+    client = distributed.Client(cluster)
+    pids = client.run(os.getpid)
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        parts = work / "ckplus/align" / PARTS
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(parts.glob("[!.]*.parquet")):
+            time.sleep(0.05)
+        pid = next(iter(pids.values()))
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    try:
+        dask = run("ckplus", "align", work, root=root, frames="all",
+                   scheduler=cluster.scheduler_address)
+    finally:
+        killer.join()
+        client.close()
+    assert killed  # the kill happened during the run
+    assert dask.counts == {"ok": 333}
+    manifest = pd.read_parquet(work / "ckplus/align/manifest.parquet")
+    assert manifest["sample_id"].is_unique and len(manifest) == 333
+    local = run("ckplus", "align", tmp_path / "local", root=root, frames="all", jobs=2)
+    assert local.counts == dask.counts
+    assert contents(tmp_path / "local/ckplus/align") == contents(work / "ckplus/align")
+    again = run("ckplus", "align", work, root=root, frames="all",
+                scheduler=cluster.scheduler_address)
+    assert again.skipped  # the resume rules hold: up to date, nothing redone
+
+
+def test_the_cli_runs_on_a_cluster_and_prints_its_summary(ck_sample: Path, tmp_path: Path
+                                                          ) -> None:
+    result = CliRunner().invoke(main, ["ckplus", "align", "--root", str(ck_sample), "--work",
+                                       str(tmp_path), "--cluster", "local:2"])
+    assert result.exit_code == 0, result.output
+    assert "ckplus align:" in result.output and "computed, 0 reused" in result.output
+
+
+@pytest.mark.parametrize(("cluster", "scheduler", "message"), [
+    ("local2", None, "--cluster 'local2': write local:N"),
+    ("local:0", None, "--cluster 'local:0': write local:N"),
+    ("local:2", "tcp://127.0.0.1:8786", "--cluster and --scheduler: give one"),
+])
+def test_bad_cluster_options_are_one_line(cluster: str, scheduler: str | None,
+                                          message: str) -> None:
+    with pytest.raises(OptionError, match=message.replace("(", r"\(")):
+        resolve_cluster(cluster, scheduler)
+
+
+def test_a_scheduler_from_the_environment_and_one_that_does_not_answer(
+        ck_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FER_PREP_SCHEDULER", "tcp://127.0.0.1:9")
+    assert str(resolve_cluster()) == "tcp://127.0.0.1:9"
+    monkeypatch.setattr("fer_prep.cluster.CONNECT_TIMEOUT", 2)
+    with pytest.raises(WorkError, match="no Dask scheduler answers there"):
+        run("ckplus", "align", tmp_path, root=ck_sample)
