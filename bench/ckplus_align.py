@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emotion_fan_seed import EmotionFanSeed
 
 from fer_prep.datasets.ckplus import read_ckplus
-from fer_prep.execute import resolve_jobs
 from fer_prep.faces import list_backends
 from fer_prep.runner import run
 from fer_prep.stages.align import worker_backend
+from fer_prep.workers import resolve_jobs
 
 
 def main() -> None:

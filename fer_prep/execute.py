@@ -12,7 +12,6 @@ and ends with the same bytes as a run that was never interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -27,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, cpu_count, delayed
 
 from fer_prep import __version__
 from fer_prep.cache import (
@@ -58,16 +56,10 @@ from fer_prep.runner import (
     result,
 )
 from fer_prep.stages import Job, Stage
+from fer_prep.workers import Workers
 
 log = logging.getLogger("fer_prep")
 WATCH_INTERVAL = 0.5  # seconds between a worker's checks that the run's process is alive
-
-
-def resolve_jobs(jobs: int | None) -> int:
-    """`None` or 0 → all cores; negative counts back from all cores, as joblib does."""
-    if not jobs:
-        return cpu_count()
-    return jobs if jobs > 0 else max(1, cpu_count() + 1 + jobs)
 
 
 def describe_os_error(path: str, exc: OSError) -> str:
@@ -196,6 +188,14 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
             progress: Progress | None, started: float, cluster: Cluster | None = None
             ) -> StageResult:
     """Bring the stage folder up to date with its items (the runner's content step)."""
+    with Workers(jobs, cluster) as workers:
+        return _execute(ctx, params, models, fp, key, upstream, force, progress, started,
+                        workers)
+
+
+def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
+             upstream: tuple[str, ...], force: bool, progress: Progress | None,
+             started: float, workers: Workers) -> StageResult:
     st, folder, record = ctx.stage, ctx.folder, ctx.record
     ctx.sources = {}
     items = st.items(ctx, params)
@@ -251,7 +251,7 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     usable = items[items["status"] == "ok"]
     todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
     if todo and type(st).map is not None:
-        _map(st, todo, params, folder, items, results, jobs, progress, ctx.dataset, cluster)
+        _map(st, todo, params, folder, items, results, workers, progress, ctx.dataset)
     complaints = ~items["status"].isin(["ok", *ctx.dataset.quiet])
     for message in dict.fromkeys(items.loc[complaints, "message"].dropna()):
         if message:
@@ -285,26 +285,12 @@ def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
 
 
 def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataFrame,
-         results: dict[str, list[dict]], jobs: int | None, progress: Progress | None,
-         dataset: Dataset, cluster: Cluster | None = None) -> None:
-    """Map the items to do in worker processes (local ones, or a Dask cluster's), saving each
-    batch's rows as it arrives."""
-    with contextlib.ExitStack() as stack:
-        if cluster is None:
-            n_jobs = min(resolve_jobs(jobs), len(todo))
-            run = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-
-            def each(calls: list[tuple]) -> Any:
-                return run(delayed(_work)(*args) for args in calls)
-        else:
-            from fer_prep import cluster as dask_cluster
-
-            client = stack.enter_context(dask_cluster.connect(cluster))
-            n_jobs = min(dask_cluster.workers(client), len(todo))
-
-            def each(calls: list[tuple]) -> Any:
-                return dask_cluster.map_unordered(client, _work, calls)
-        _collect(st, each, todo, params, folder, items, results, n_jobs, progress, dataset)
+         results: dict[str, list[dict]], workers: Workers, progress: Progress | None,
+         dataset: Dataset) -> None:
+    """Map the items to do on the workers, saving each batch's rows as it arrives."""
+    n_jobs = min(workers.size, len(todo))
+    _collect(st, lambda calls: workers.map(_work, calls, n_jobs), todo, params, folder, items,
+             results, n_jobs, progress, dataset)
 
 
 def _collect(st: Stage, each: Callable, todo: list[dict], params: Any, folder: Path,
