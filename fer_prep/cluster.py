@@ -30,8 +30,9 @@ from fer_prep.errors import OptionError, WorkError
 #: the environment variable naming a scheduler when neither option is given
 SCHEDULER_ENV = "FER_PREP_SCHEDULER"
 LOCAL = re.compile(r"local:(\d+)")
-#: seconds to wait for a scheduler to answer
+#: seconds to wait for a scheduler to answer, and for its first worker
 CONNECT_TIMEOUT = 15
+WORKER_WAIT = 120
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,13 @@ def connect(spec: Cluster) -> Iterator[Any]:
         raise WorkError(f"--scheduler {spec.address}: no Dask scheduler answers there ({exc}); "
                         f"start one (`dask scheduler`) or check the address") from None
     with client:
+        try:  # a batch system's workers may still be queued
+            client.wait_for_workers(1, timeout=WORKER_WAIT)
+        except TimeoutError:
+            raise WorkError(f"--scheduler {spec.address}: no worker joined the cluster in "
+                            f"{WORKER_WAIT} s; start them (`dask worker {spec.address} "
+                            "--nthreads 1`)") from None
         threads = client.nthreads()
-        if not threads:
-            raise WorkError(f"--scheduler {spec.address}: the cluster has no workers yet; "
-                            "start them (`dask worker ADDRESS --nthreads 1`)")
         shared = sorted(w for w, n in threads.items() if n > 1)
         if shared:
             raise WorkError(f"--scheduler {spec.address}: worker {shared[0]} runs "

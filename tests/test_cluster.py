@@ -135,3 +135,15 @@ def test_a_scheduler_from_the_environment_and_one_that_does_not_answer(
     monkeypatch.setattr("fer_prep.cluster.CONNECT_TIMEOUT", 2)
     with pytest.raises(WorkError, match="no Dask scheduler answers there"):
         run("ckplus", "align", tmp_path, root=ck_sample)
+
+
+def test_a_cluster_without_workers_or_with_threaded_ones_is_one_line(
+        ck_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fer_prep.cluster.WORKER_WAIT", 1)
+    quiet = {"host": "127.0.0.1", "dashboard_address": None, "silence_logs": 50}
+    with distributed.LocalCluster(n_workers=0, **quiet) as empty, \
+            pytest.raises(WorkError, match="no worker joined the cluster in 1 s"):
+        run("ckplus", "align", tmp_path, root=ck_sample, scheduler=empty.scheduler_address)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, **quiet) as threaded, \
+            pytest.raises(WorkError, match="runs 2 threads; start workers with --nthreads 1"):
+        run("ckplus", "align", tmp_path, root=ck_sample, scheduler=threaded.scheduler_address)
