@@ -40,4 +40,5 @@ bench: setup  ## speed side by side with the seeds' own methods (needs ../shared
 	$(BIN)/python bench/afew_video.py
 	$(BIN)/python bench/fmpn_masks.py
 	$(BIN)/python bench/fmpn_masks_mmi.py
+	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/train_speed.py

@@ -4,7 +4,8 @@ Real data of ../shared: the two face clips of data/media in an AFEW layout (472 
 face on every frame) and the 18 CK+ sequences of data/ckplus, each also linked `--copies` times
 under other names, so that every method runs on 1 copy and on `--copies` copies: the marginal
 rate (extra faces over extra seconds) is what a worker sustains at dataset scale, once started
-and with its models loaded; the whole-run rate includes the start.
+and with its models loaded; the whole-run rate includes loading the models (in sections 2 and 3,
+fresh processes, the imports too).
 
 1. Per core (this process and every child pinned to core 0; fer-prep with `jobs=1`, models
    loaded afresh for every run):
@@ -25,6 +26,7 @@ and with its models loaded; the whole-run rate includes the start.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -144,6 +146,7 @@ def main() -> None:
             machine.append((what, rates))
 
         os.sched_setaffinity(0, {0})
+        importlib.import_module("fer_prep.faces.mediapipe")  # imports out of every timing
         video = {}
         for label, fn in [
             ("I/O floor (decode + warp + JPEG, no model)",
