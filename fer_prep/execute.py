@@ -45,6 +45,7 @@ from fer_prep.errors import InputError
 from fer_prep.manifest import check_schema, read_table, write_manifest, write_table
 from fer_prep.runner import (
     PARQUET,
+    PART,
     PARTS,
     ROWS,
     SOURCES,
@@ -252,6 +253,7 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
     if todo and type(st).map is not None:
         _map(st, todo, params, folder, items, results, workers, progress, ctx.dataset)
+        remove_temporaries(folder)  # a worker killed mid-write (its batch ran again elsewhere)
     complaints = ~items["status"].isin(["ok", *ctx.dataset.quiet])
     for message in dict.fromkeys(items.loc[complaints, "message"].dropna()):
         if message:
@@ -322,9 +324,20 @@ def _collect(st: Stage, each: Callable, todo: list[dict], params: Any, folder: P
 
 
 def _save_part(parts: Path, rows: list[dict[str, Any]], key: str) -> None:
+    """A batch's rows as an Arrow IPC (Feather) file made from their columns directly: about
+    5× cheaper than a DataFrame's Parquet, which the run's process pays for every batch while
+    its workers compute (1.5 ms a row with the 478-point meshes)."""
+    import pyarrow as pa
+    from pyarrow import feather
+
     name = digest(sorted({r[key] for r in rows}))
-    with atomic_path(parts / f"{name}.parquet") as tmp:
-        pd.DataFrame(rows).to_parquet(tmp)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    try:
+        table = pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns})
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of mixed types: pandas' objects
+        table = pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+    with atomic_path(parts / f"{name}{PART}") as tmp:
+        feather.write_feather(table, tmp)
 
 
 def _write_sources(ctx: Context) -> None:
@@ -349,8 +362,8 @@ def _outputs_exist(df: pd.DataFrame, folder: Path, outputs: tuple[str, ...]) -> 
 def _reusable(folder: Path, items: pd.DataFrame, st: Stage, old: pd.DataFrame | None
               ) -> dict[str, list[dict]]:
     """Rows of an earlier run, by item, where the item's fingerprint matches and files exist."""
-    parts = sorted(p for p in (folder / PARTS).glob("*.parquet") if not p.name.startswith("."))
-    tables = [pd.read_parquet(p) for p in parts]  # a dot-name is a killed run's half write
+    parts = sorted(p for p in (folder / PARTS).glob(f"*{PART}") if not p.name.startswith("."))
+    tables = [pd.read_feather(p) for p in parts]  # a dot-name is a killed run's half write
     if old is not None:
         tables.insert(0, old)
     wanted = dict(zip(items["sample_id"], items["fingerprint"], strict=True))

@@ -54,6 +54,7 @@ PARQUET, CSV = "manifest.parquet", "manifest.csv"
 SOURCES = "sources.json"  # content hashes of the source files, by relative path
 ROWS = "rows.parquet"  # the mapped rows of a stage with a reduce (the manifest is the reduce's)
 PARTS = ".parts"  # results saved per batch while a run goes
+PART = ".arrow"  # one batch's rows in PARTS (Arrow IPC)
 #: progress callback: (what, done, total)
 Progress = Callable[[str, int, int], None]
 

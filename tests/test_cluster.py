@@ -83,7 +83,7 @@ def test_a_worker_killed_mid_run_loses_nothing(shared: Path, cluster, tmp_path: 
     def kill_one() -> None:
         parts = work / "ckplus/align" / PARTS
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list(parts.glob("[!.]*.parquet")):
+        while time.monotonic() < deadline and not list(parts.glob("[!.]*.arrow")):
             time.sleep(0.05)
         pid = next(iter(pids.values()))
         os.kill(pid, signal.SIGKILL)

@@ -150,7 +150,7 @@ def _align_process(root: Path, work: Path, *extra: str) -> subprocess.Popen:
 def _wait_for_parts(work: Path, proc: subprocess.Popen) -> None:
     parts = work / "ckplus/align/.parts"
     deadline = time.monotonic() + 300
-    while not (parts.is_dir() and any(parts.glob("*.parquet"))):
+    while not (parts.is_dir() and any(parts.glob("*.arrow"))):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)

@@ -78,7 +78,7 @@ def test_killed_run_resumes_to_identical_bytes(ck_root, tmp_path) -> None:
     proc = _align(ck_root, killed, "--jobs", "1", "--backend", "dlib-hog")
     parts = killed / "ckplus/align/.parts"
     deadline = time.monotonic() + 300
-    while not (parts.is_dir() and len(list(parts.glob("*.parquet"))) >= 2):
+    while not (parts.is_dir() and len(list(parts.glob("*.arrow"))) >= 2):
         assert proc.poll() is None, "the run finished before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -86,7 +86,7 @@ def test_killed_run_resumes_to_identical_bytes(ck_root, tmp_path) -> None:
     proc.wait()
     record = json.loads((killed / "ckplus/align/stage.json").read_text())
     assert record["complete"] is False
-    (parts / ".0a1b2c.tmp-99999.parquet").write_bytes(b"PAR1 half")  # killed while writing one
+    (parts / ".0a1b2c.tmp-99999.arrow").write_bytes(b"ARROW1 half")  # killed while writing one
 
     out = _run(ck_root, killed, "--jobs", "1", "--backend", "dlib-hog")
     assert "reused" in out and " 0 reused" not in out
