@@ -8,8 +8,9 @@ system). Each worker process loads its face models once, on its first batch, and
 
 A worker that dies mid-batch loses nothing: the scheduler runs the batch again on another
 worker; chips are written atomically, so a half-written one is never seen and a rewritten one is
-the same bytes; a batch's rows are saved once, when its first result arrives. The results equal
-a local run's byte for byte (tested on a real `LocalCluster`).
+the same bytes, and the dead worker's temporary file is removed once the map ends; a batch's
+rows are saved once, when its first result arrives. The results equal a local run's byte for
+byte (tested on a real `LocalCluster`, a worker killed mid-run included).
 
 Workers need fer-prep installed, the same version, and one thread each (`dask worker
 --nthreads 1 …`): a thread shares its process's models, which are not thread-safe.
