@@ -291,14 +291,6 @@ def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataF
          dataset: Dataset) -> None:
     """Map the items to do on the workers, saving each batch's rows as it arrives."""
     n_jobs = min(workers.size, len(todo))
-    _collect(st, lambda calls: workers.map(_work, calls, n_jobs), todo, params, folder, items,
-             results, n_jobs, progress, dataset)
-
-
-def _collect(st: Stage, each: Callable, todo: list[dict], params: Any, folder: Path,
-             items: pd.DataFrame, results: dict[str, list[dict]], n_jobs: int,
-             progress: Progress | None, dataset: Dataset) -> None:
-    """Run the batches through `each` (calls → results as they finish) and save them."""
     fps = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
     batches = _batches(todo, n_jobs, st.batch_size, st.group)
     done, what = 0, f"{dataset.name} {st.folder}"
@@ -306,7 +298,8 @@ def _collect(st: Stage, each: Callable, todo: list[dict], params: Any, folder: P
         progress(what, 0, len(todo))
     seen: set[str] = set()
     job = Job(params, folder, dataset)
-    for rows in each([(type(st).map, b, job, os.getpid()) for b in batches]):
+    calls = [(type(st).map, b, job, os.getpid()) for b in batches]
+    for rows in workers.map(_work, calls, n_jobs):
         rows = [{**{k: _plain(v) for k, v in r.items()}, "fingerprint": fps[r[st.key]]}
                 for r in rows]
         _save_part(folder / PARTS, rows, st.key)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_train import _learn
 from torch.utils.data import default_collate
 
 from fer_models.cli import main
@@ -133,13 +134,5 @@ def test_the_new_models_learn_a_batch_of_fer2013_faces(fer_work: Path, name: str
     batch = augment(default_collate([data[(i, 7 + i)] for i in range(8)]))
     torch.manual_seed(0)
     net = create_model(name, len(inputs.classes), **options)
-    opt = torch.optim.AdamW(net.param_groups(1e-3))
-    net.train()
-    losses = []
-    for _ in range(8):
-        parts = net.loss(net(batch), batch)
-        opt.zero_grad()
-        parts["loss"].backward()
-        opt.step()
-        losses.append(float(parts["loss"].detach()))
+    losses = _learn(net, batch)
     assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses

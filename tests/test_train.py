@@ -67,6 +67,20 @@ def _batch(dataset, n: int, clips: bool = False) -> dict[str, torch.Tensor]:
     return augment(batch) if "crop" in batch else batch
 
 
+def _learn(net, batch: dict[str, torch.Tensor], steps: int = 8) -> list[float]:
+    """The loss of each of `steps` AdamW steps (lr 1e-3) on one batch."""
+    opt = torch.optim.AdamW(net.param_groups(1e-3))
+    net.train()
+    losses = []
+    for _ in range(steps):
+        parts = net.loss(net(batch), batch)
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+        losses.append(float(parts["loss"].detach()))
+    return losses
+
+
 def _model_and_batch(work: Path, name: str, options: dict):
     cls = model_class(name)
     inputs = read_inputs("ckplus", work, masks_order(work, "ckplus") if cls.needs_masks else None)
@@ -91,15 +105,7 @@ def test_configs_cover_every_registered_model() -> None:
 def test_each_model_learns_a_batch_of_real_faces(work: Path, name: str, options: dict) -> None:
     net, batch, _ = _model_and_batch(work, name, options)
     before = {k: v.clone() for k, v in batch.items()}
-    opt = torch.optim.AdamW(net.param_groups(1e-3))
-    net.train()
-    losses = []
-    for _ in range(8):
-        parts = net.loss(net(batch), batch)
-        opt.zero_grad()
-        parts["loss"].backward()
-        opt.step()
-        losses.append(float(parts["loss"].detach()))
+    losses = _learn(net, batch)
     assert all(np.isfinite(losses)), losses
     assert losses[-1] < 0.7 * losses[0], losses
     assert all(torch.equal(before[k], batch[k]) for k in batch)  # the model left its input alone
