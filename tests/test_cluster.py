@@ -147,3 +147,25 @@ def test_a_cluster_without_workers_or_with_threaded_ones_is_one_line(
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, **quiet) as threaded, \
             pytest.raises(WorkError, match="runs 2 threads; start workers with --nthreads 1"):
         run("ckplus", "align", tmp_path, root=ck_sample, scheduler=threaded.scheduler_address)
+
+
+def test_a_broken_frame_on_a_cluster_is_a_row_and_the_rest_completes(shared: Path,
+                                                                     tmp_path: Path) -> None:
+    """One CK+ frame replaced by garbage: on the cluster as locally, its row says so and
+    names the file, and every other frame is aligned."""
+    source, root = shared / "data/ckplus", tmp_path / "ckplus"
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            (root / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (root / path.relative_to(source)).symlink_to(path)
+    broken = root / "cohn-kanade-images/S052/001/S052_001_00000015.png"
+    broken.unlink()
+    broken.write_bytes(b"not a png at all")
+    local = run("ckplus", "align", tmp_path / "local", root=root, jobs=2)
+    dask = run("ckplus", "align", tmp_path / "dask", root=root, cluster="local:2")
+    assert local.counts == dask.counts
+    assert dask.counts["ok"] == 71 and sum(dask.counts.values()) == 72
+    rows = pd.read_parquet(tmp_path / "dask/ckplus/align/manifest.parquet")
+    bad = rows[rows["status"] != "ok"]
+    assert len(bad) == 1 and "S052_001_00000015.png" in bad["message"].iloc[0]
+    assert contents(tmp_path / "local/ckplus/align") == contents(tmp_path / "dask/ckplus/align")

@@ -81,3 +81,19 @@ def test_mesh_table_is_a_convex_blend() -> None:
     mesh = np.random.default_rng(0).random((478, 3))
     assert mesh_to_68(mesh).shape == (68, 2)
     np.testing.assert_allclose(mesh_to_68(mesh[:468]), mesh_to_68(mesh))
+
+
+def test_mesh_points_read_from_the_bytes_equal_the_messages(shared: Path) -> None:
+    """The numpy view of a real face's serialized landmarks gives each message's x, y, z, and
+    a layout it does not know (visibility set) falls back to the messages."""
+    from fer_prep.faces.mediapipe import mesh_points
+
+    backend = create_backend("mediapipe")
+    frames = shared / "data/ckplus/cohn-kanade-images"
+    image = cv2.imread(str(frames / "S052/001/S052_001_00000015.png"))
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    landmarks = backend.video_mesh.process(rgb).multi_face_landmarks[0]
+    loop = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)
+    assert loop.shape == (478, 3) and np.array_equal(mesh_points(landmarks), loop)
+    landmarks.landmark[5].visibility = 0.5
+    assert np.array_equal(mesh_points(landmarks), loop)
