@@ -8,6 +8,8 @@ reproduce it to rounding, and the MediaPipe mesh mapped by `mesh_to_68` (fitted 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -97,3 +99,16 @@ def test_mesh_points_read_from_the_bytes_equal_the_messages(shared: Path) -> Non
     assert loop.shape == (478, 3) and np.array_equal(mesh_points(landmarks), loop)
     landmarks.landmark[5].visibility = 0.5
     assert np.array_equal(mesh_points(landmarks), loop)
+
+
+def test_the_mediapipe_backend_imports_without_pyplot_and_pyplot_still_works() -> None:
+    """Importing the backend leaves matplotlib.pyplot unimported (a worker's start-up), and
+    both a later `import matplotlib.pyplot` and mediapipe's drawing utilities get the real one."""
+    code = ("import sys\nimport fer_prep.faces.mediapipe as m\n"
+            "print('matplotlib.pyplot' in sys.modules)\n"
+            "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+            "drawing = m.mp.solutions.drawing_utils\n"
+            "print(drawing.plt.figure is plt.figure, type(plt).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True", "module"]
