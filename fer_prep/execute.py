@@ -17,9 +17,6 @@ import logging
 import math
 import os
 import shutil
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -57,10 +54,9 @@ from fer_prep.runner import (
     result,
 )
 from fer_prep.stages import Job, Stage
-from fer_prep.workers import Workers
+from fer_prep.workers import Workers, work
 
 log = logging.getLogger("fer_prep")
-WATCH_INTERVAL = 0.5  # seconds between a worker's checks that the run's process is alive
 
 
 def describe_os_error(path: str, exc: OSError) -> str:
@@ -129,26 +125,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.astype(np.float64).ravel().tolist()
     return value
-
-
-def _watch(ppid: int) -> None:
-    while True:
-        time.sleep(WATCH_INTERVAL)
-        if os.getppid() != ppid:  # the run's process died: stop writing, leave no orphan
-            os._exit(1)
-
-
-_watching = False
-
-
-def _work(fn: Callable, batch: list[dict[str, Any]], job: Job, parent: int
-          ) -> list[dict[str, Any]]:
-    """A batch in a worker; the first call in a worker process starts its parent watch."""
-    global _watching
-    if os.getpid() != parent and not _watching:
-        _watching = True
-        threading.Thread(target=_watch, args=(os.getppid(),), daemon=True).start()
-    return fn(batch, job)
 
 
 def _batches(items: list[dict[str, Any]], jobs: int, size: int | None,
@@ -299,7 +275,7 @@ def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataF
     seen: set[str] = set()
     job = Job(params, folder, dataset)
     calls = [(type(st).map, b, job, os.getpid()) for b in batches]
-    for rows in workers.map(_work, calls, n_jobs):
+    for rows in workers.map(work, calls, n_jobs):
         rows = [{**{k: _plain(v) for k, v in r.items()}, "fingerprint": fps[r[st.key]]}
                 for r in rows]
         _save_part(folder / PARTS, rows, st.key)

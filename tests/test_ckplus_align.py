@@ -108,3 +108,19 @@ def test_manifest_follows_the_shipped_schema(aligned) -> None:
             checked += 1
     assert checked >= 5  # box, landmarks68, detector_box, landmarks5, matrix at least
     assert set(manifest.columns) <= {c["column"] for c in table}  # every column is documented
+
+
+
+def test_a_worker_aligns_real_frames_without_the_runners_modules(shared: Path, tmp_path: Path
+                                                                 ) -> None:
+    """The workers of a --jobs 2 run import neither pandas nor the runner (their start-up is
+    paid per worker); loky keeps them for the probe that follows, a builtin's call (a function
+    of this module would import it, and pandas with it, into the worker)."""
+    from joblib import Parallel, delayed
+
+    result = run("ckplus", "align", tmp_path, root=shared / "data/ckplus", jobs=2)
+    assert result.counts == {"ok": 72}
+    probe = ("sorted(m for m in ('pandas', 'pyarrow', 'sklearn', 'fer_prep.runner', "
+             "'fer_prep.faces.mediapipe') if m in __import__('sys').modules)")
+    assert Parallel(n_jobs=2)(delayed(eval)(probe) for _ in range(4)) == [
+        ["fer_prep.faces.mediapipe"]] * 4

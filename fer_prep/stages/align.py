@@ -22,6 +22,7 @@ sequence, and batches keep a sequence whole (`group`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -199,9 +200,15 @@ def frame_runs(items: list[dict[str, Any]], follow: bool) -> list[list[dict[str,
 
 
 def _missing(value: Any) -> bool:
+    """None, or a table's NaN / NA; plain values are judged without pandas, which a worker
+    would otherwise import for this alone."""
+    if value is None or isinstance(value, str | int):
+        return value is None
+    if isinstance(value, float):
+        return math.isnan(value)
     import pandas as pd
 
-    return value is None or bool(pd.isna(value))  # None, or a table's NaN / NA
+    return bool(pd.isna(value))
 
 
 def _follow(run: list[dict[str, Any]], backend: FaceBackend, job: Job) -> list[dict[str, Any]]:
