@@ -28,7 +28,7 @@ from fer_prep import __version__
 from fer_prep.errors import FerPrepError
 from fer_prep.params import field_type
 
-CROSS = ("export", "folds", "list", "masks", "sample")
+CROSS = ("export", "folds", "list", "masks", "sample", "status")
 CROSS_STAGES = ("folds", "masks")  # stages with a cross-dataset command (`--dataset D`)
 
 
@@ -432,6 +432,18 @@ def export_(format_: str, dataset: str, work: Path, out: Path, link: bool, size:
     for message in result.skipped:
         click.echo(f"warning: {message}", err=True)
     click.echo(result.summary())
+
+
+@main.command(epilog=_example("fer-prep status --work fer-work"))
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
+              show_default=True, help="The work folder to look at.")
+@click.option("--dataset", help="Only this dataset [every dataset in the work folder].")
+def status(work: Path, dataset: str | None) -> None:
+    """Each dataset's stages in a work folder: rows by status, complete / partial / stale, the
+    parameters that differ from the defaults, and the command to run next."""
+    from fer_prep.status import format_status, work_status
+
+    click.echo(format_status(work_status(work, dataset)), nl=False)
 
 
 def _exports() -> list[str]:

@@ -1,0 +1,141 @@
+"""`fer-prep status` on real runs: counts from the records, a changed parameter shows the stages
+it made stale, a killed run is partial with the rows it saved, and each suggested command, run
+as printed, is the one that brings the work folder forward."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fer_prep.cli import main
+from fer_prep.runner import run
+from fer_prep.status import COMPLETE, MISSING, PARTIAL, STALE, work_status
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _next(work: Path, dataset: str) -> str:
+    return next(d for d in work_status(work) if d.dataset == dataset).next
+
+
+def _states(work: Path, dataset: str) -> dict[str, str]:
+    status = next(d for d in work_status(work) if d.dataset == dataset)
+    return {s.stage: s.state for s in status.stages}
+
+
+def test_a_changed_parameter_shows_the_stale_stages_and_the_command_that_mends_them(
+        ck_sample: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    aligned = run("ckplus", "align", work, root=ck_sample, jobs=1)
+    run("ckplus", "folds", work, k=3)
+    status = work_status(work)[0]
+    assert [(s.stage, s.state) for s in status.stages] == [
+        ("align", COMPLETE), ("folds", COMPLETE), ("masks", MISSING)]
+    assert status.stages[0].counts == aligned.counts and status.stages[0].changed == {}
+    assert status.stages[1].changed == {"k": 3}
+    assert status.next == f"fer-prep masks --dataset ckplus --work {work}"
+
+    run("ckplus", "align", work, root=ck_sample, jobs=1, size=112)
+    assert _states(work, "ckplus") == {"align": COMPLETE, "folds": STALE, "masks": MISSING}
+    out = _cli("status", "--work", str(work))
+    assert "size=112" in out and "stale" in out
+    command = _next(work, "ckplus")
+    assert command == f"fer-prep folds --dataset ckplus --k 3 --work {work}"
+    _cli(*shlex.split(command)[1:])  # the suggested command, as printed
+    assert _states(work, "ckplus")["folds"] == COMPLETE
+    assert _next(work, "ckplus").startswith("fer-prep masks --dataset ckplus")
+
+
+def test_a_clip_aligned_from_its_video_needs_no_frames(afew_sample: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    run("afew", "align-video", work, root=afew_sample, jobs=1, from_video=True)
+    states = _states(work, "afew")
+    assert states == {"frames": MISSING, "align": COMPLETE, "folds": MISSING}
+    assert _next(work, "afew") == f"fer-prep folds --dataset afew --work {work}"
+
+
+def test_a_killed_run_is_partial_and_its_command_resumes_it(shared: Path, tmp_path: Path
+                                                            ) -> None:
+    root, work = tmp_path / "ck", tmp_path / "work"
+    for seq in ("S052/001", "S055/004", "S074/005", "S106/002"):
+        for part in ("cohn-kanade-images", "Emotion"):
+            shutil.copytree(shared / "data/ckplus" / part / seq, root / part / seq)
+    cmd = [sys.executable, "-m", "fer_prep.cli", "ckplus", "align", "--root", str(root),
+           "--work", str(work), "--jobs", "1", "--backend", "dlib-hog"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = work / "ckplus/align/.parts"
+    deadline = time.monotonic() + 300
+    while not (parts.is_dir() and len(list(parts.glob("*.arrow"))) >= 2):
+        assert proc.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = len(list(parts.glob("*.arrow")))
+
+    align = work_status(work)[0].stages[0]
+    assert align.state == PARTIAL and align.changed == {"backend": "dlib-hog"}
+    assert 0 < sum(align.counts.values()) < 16 and saved >= 2
+    assert align.command == (f"fer-prep ckplus align --root {root} --backend dlib-hog "
+                             f"--work {work}")
+    out = _cli(*shlex.split(align.command)[1:])
+    assert "reused" in out and " 0 reused" not in out
+    done = work_status(work)[0].stages[0]
+    assert done.state == COMPLETE and done.counts == {"ok": 16}
+
+
+def test_a_training_run_is_listed_with_its_accuracy(ck_sample: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from fer_models.train import train
+
+    work = tmp_path / "work"
+    run("ckplus", "align", work, root=ck_sample, jobs=1)
+    run("ckplus", "folds", work, k=3)
+    assert _next(work, "ckplus").startswith("fer-prep masks")
+    metrics = train("ckplus", work, "resnet18", 0, epochs=1, batch_size=8, size=64,
+                    device="cpu", workers=0, progress=False, echo=lambda line: None)
+    status = work_status(work)[0]
+    trained = next(s for s in status.stages if s.stage == "train/resnet18")
+    assert trained.state == PARTIAL  # one fold of three
+    assert f"{100 * metrics['mean_accuracy']:.2f}" in trained.detail
+    assert "1/3 fold(s)" in trained.detail
+
+
+@pytest.mark.parametrize("case", ["no folder", "no stage", "other dataset"])
+def test_status_mistakes_are_one_line(case: str, ck_sample: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    args = ["status", "--work", str(work)]
+    if case != "no folder":
+        work.mkdir()
+    if case == "other dataset":
+        run("ckplus", "folds", work, root=ck_sample, k=3)
+        args += ["--dataset", "afew"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and str(work) in lines[0]
+    if case == "other dataset":
+        assert "datasets here: ckplus" in lines[0]
+
+
+def test_the_record_counts_are_what_status_prints(ck_sample: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    run("ckplus", "align", work, root=ck_sample, jobs=1)
+    record = json.loads((work / "ckplus/align/stage.json").read_text())
+    out = _cli("status", "--work", str(work))
+    row = next(line for line in out.splitlines() if line.strip().startswith("align"))
+    assert all(f"{k} {v}" in row for k, v in record["counts"].items())
