@@ -22,11 +22,17 @@ demo: setup  ## the main job on the embedded sample data (no ../shared, no downl
 		--batch-size 8 --device cpu
 	$(BIN)/fer-prep afew video2frame --root sample-data/afew --work fer-work
 	$(BIN)/fer-prep afew align --work fer-work
+	$(BIN)/fer-prep report --work fer-work
 	@echo "CK+:   fer-work/ckplus/{align,folds,masks}/, FMPN layout in fer-work/exports/fmpn"
 	@echo "AFEW:  fer-work/afew/frames, fer-work/afew/align/faces  (manifest.csv in each)"
 	@echo "train: fer-work/ckplus/train/resnet18/metrics.json"
+	@echo "check: fer-work/report.html (open it in a browser); fer-prep status --work fer-work"
 
 test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARED)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get \
+		>/dev/null 2>&1 && { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get \
+		update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
+		|| echo "note: no chromium, and it cannot be installed here: the browser tests skip"
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -28,7 +28,7 @@ from fer_prep import __version__
 from fer_prep.errors import FerPrepError
 from fer_prep.params import field_type
 
-CROSS = ("export", "folds", "list", "masks", "sample", "status")
+CROSS = ("export", "folds", "list", "masks", "report", "sample", "status")
 CROSS_STAGES = ("folds", "masks")  # stages with a cross-dataset command (`--dataset D`)
 
 
@@ -444,6 +444,26 @@ def status(work: Path, dataset: str | None) -> None:
     from fer_prep.status import format_status, work_status
 
     click.echo(format_status(work_status(work, dataset)), nl=False)
+
+
+@main.command(epilog=_example("fer-prep report --work fer-work --out report.html"))
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
+              show_default=True, help="The work folder to report on.")
+@click.option("--dataset", help="Only this dataset [every dataset in the work folder].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML file to write [WORK/report.html].")
+@click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save a PNG of the page's top as headless Chromium draws it.")
+def report(work: Path, dataset: str | None, out: Path | None, screenshot: Path | None) -> None:
+    """One self-contained HTML page to check a work folder by eye: stages, failures, faces per
+    class, sources with landmarks, the worst alignments, clips over time, masks, folds and
+    training runs."""
+    from fer_prep import report as reporting
+
+    page = reporting.build_report(work, dataset, out)
+    click.echo(f"report: {page}")
+    if screenshot is not None:
+        click.echo(f"screenshot: {reporting.screenshot(page, screenshot)}")
 
 
 def _exports() -> list[str]:

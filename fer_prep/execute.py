@@ -17,7 +17,9 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +254,9 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     counts = {str(k): int(v) for k, v in manifest["status"].value_counts().sort_index().items()}
     output_fp = digest([fp, input_fp])
     extra = {} if reduced is None else reduced.record
+    finished = datetime.now(UTC).isoformat(timespec="seconds")
     new_record = {**base, **extra, "complete": True, "stale": False, "counts": counts, "key": key,
+                  "finished": finished, "seconds": round(time.monotonic() - started, 3),
                   "input_fingerprint": input_fp, "output_fingerprint": output_fp,
                   "files": sorted(files), "files_key": files_key(folder)}
     write_record(folder, new_record)
