@@ -371,7 +371,8 @@ def _masks_section(work: Path, dataset: str) -> str:
     panel = _file_uri(work / dataset / "masks" / "panel.png")
     if panel is None:
         return ""
-    order = record.get("class_order") or record.get("classes") or []
+    classes = record.get("classes") or {}  # {FMPN's index: class}
+    order = [classes[k] for k in sorted(classes, key=int)] if isinstance(classes, dict) else []
     caption = "a row per fold, a column per class" + (f" ({', '.join(order)})" if order else "")
     return "<h3>Masks per fold and class</h3>" + _img(panel, caption, "motion masks")
 

@@ -85,6 +85,7 @@ def test_the_demo_report_renders_in_chromium(demo_work: Path, chromium: str,
                     "Training: resnet18"):
         assert section in html, section
     assert not re.search(r'src="(?!data:)', html)  # self-contained: every picture embedded
+    assert "a column per class (anger, contempt, disgust" in html  # the masks' class order
 
     check = tmp_path / "check.html"
     check.write_text(CHECK.format(page=page.name))
