@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from fer_prep.datasets import Dataset
+
 SHEET = 12  # faces per class in a contact sheet
 THUMB = 96  # side of a face in a contact sheet, px
 SOURCES = 8  # source frames drawn with their box and landmarks
@@ -286,15 +288,13 @@ def _worst_section(folder: Path, ok: pd.DataFrame, record: dict[str, Any]) -> st
     return "<h3>Worst first</h3>" + ("".join(parts) or "<p>No landmarks to measure.</p>")
 
 
-def _source_image(work: Path, dataset: str, row: dict[str, Any]) -> np.ndarray | None:
+def _source_image(frames: Path, dataset: Dataset, row: dict[str, Any]) -> np.ndarray | None:
     """The frame a face was cut from: the extracted frame, else the dataset's own pixels."""
-    from fer_prep.datasets import get_dataset
-
     frame = row.get("frame_path")
     if isinstance(frame, str) and frame:
-        return _read(work / dataset / "frames" / frame)
+        return _read(frames / frame)
     try:
-        return get_dataset(dataset, work).load_image(row)
+        return dataset.load_image(row)
     except Exception:  # a source gone since the run (moved disk): the sheet goes without it
         return None
 
@@ -303,9 +303,12 @@ def _sources_section(work: Path, dataset: str, ok: pd.DataFrame) -> str:
     import cv2
     import numpy as np
 
+    from fer_prep.datasets import get_dataset
+
+    reader, frames = get_dataset(dataset, work), work / dataset / "frames"
     tiles = []
     for row in ok.sample(min(SOURCES * 3, len(ok)), random_state=1).to_dict("records"):
-        image = _source_image(work, dataset, row)
+        image = _source_image(frames, reader, row)
         if image is None or row.get("box") is None:
             continue
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
@@ -348,7 +351,7 @@ def _strips_section(faces: pd.DataFrame) -> str:
     return "<h3>Frames over time, per clip</h3>" + legend + "".join(rows) + more
 
 
-def _folds_section(work: Path, dataset: str, folds: pd.DataFrame) -> str:
+def _folds_section(folds: pd.DataFrame) -> str:
     ok = folds[(folds["status"] == "ok") & (folds["fold"] >= 0)]
     if not len(ok):
         return "<h3>Folds</h3><p>No row is in a test part.</p>"
@@ -441,7 +444,7 @@ def _dataset_section(work: Path, status: DatasetStatus) -> str:
         out.append(_strips_section(manifests["align"]))
     out.append(_masks_section(work, dataset))
     if "folds" in manifests:
-        out.append(_folds_section(work, dataset, manifests["folds"]))
+        out.append(_folds_section(manifests["folds"]))
     out.append(_training_section(work, dataset))
     return "".join(out)
 

@@ -108,11 +108,11 @@ def _flags(values: dict[str, Any]) -> list[str]:
 
 
 def _command(dataset: Dataset, command: str, stage: Stage, work: Path,
-             record: dict[str, Any] | None, root: str | None) -> str:
-    """The command that makes the stage again with the parameters it has (its defaults when it
-    has not run), reading the dataset from `root` where the stage reads it."""
+             record: dict[str, Any] | None, changed: dict[str, Any], root: str | None) -> str:
+    """The command that makes the stage again with the parameters it has (`changed`: those off
+    the defaults; none when it has not run), reading the dataset from `root` where the stage
+    reads it."""
     params = (record or {}).get("params") or {}
-    changed = _changed(params, _defaults(dataset, stage))
     words = (["fer-prep", command, "--dataset", dataset.name] if command in CROSS
              else ["fer-prep", dataset.name, command])
     reads = not stage.inputs or params.get("from_video")
@@ -163,7 +163,7 @@ def dataset_status(work: Path, dataset: Dataset) -> DatasetStatus:
             counts = record.get("counts", {})
         changed = _changed(record.get("params") or {}, _defaults(dataset, st)) if record else {}
         stages.append(StageStatus(dataset.name, st.folder, state, counts, changed,
-                                  _command(dataset, command, st, work, record, root)))
+                                  _command(dataset, command, st, work, record, changed, root)))
     needed = _needed(chain, stages)
     nxt = next((s.command for s in stages if s.stage in needed and s.state != COMPLETE), "")
     runs = _train_runs(work, dataset.name)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +85,15 @@ def tmpfs(path: Path, size: str, read_only: bool = False) -> Iterator[Path]:
 def remount(path: Path, size: str) -> None:
     """Grow (or shrink) a tmpfs mounted by `tmpfs`: as if space were freed."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
+
+
+def kill_after_parts(proc: subprocess.Popen, parts: Path, n: int = 2, timeout: float = 300
+                     ) -> None:
+    """SIGKILL the run `proc` once it has saved `n` batches in `parts` (a stage's .parts/)."""
+    deadline = time.monotonic() + timeout
+    while not (parts.is_dir() and len(list(parts.glob("*.arrow"))) >= n):
+        assert proc.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -15,6 +15,7 @@ import torch
 from test_train import (
     FAST,
     SIZE,
+    _learn,
     _model_and_batch,
     work,  # noqa: F401  (the fixture: real CK+ faces, folds, masks)
 )
@@ -33,20 +34,6 @@ from fer_models.models.mafer import (
 )
 from fer_models.train import train
 from fer_prep.errors import OptionError
-
-
-def _learn(net, batch: dict, steps: int = 8) -> list[float]:
-    """The generic test's loop: AdamW at 1e-3 over the model's own groups."""
-    opt = torch.optim.AdamW(net.param_groups(1e-3))
-    net.train()
-    losses = []
-    for _ in range(steps):
-        parts = net.loss(net(batch), batch)
-        opt.zero_grad()
-        parts["loss"].backward()
-        opt.step()
-        losses.append(float(parts["loss"].detach()))
-    return losses
 
 
 @pytest.mark.parametrize("options", [{"step": 1, "downsample_prob": 1.0, "curriculum_images": 0},

@@ -4,15 +4,13 @@ a SIGKILLed run resumes to byte-identical outputs."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_after_parts
 
 SEQUENCES = ["S052/001", "S055/004", "S074/005", "S106/002"]
 
@@ -77,13 +75,7 @@ def test_killed_run_resumes_to_identical_bytes(ck_root, tmp_path) -> None:
 
     proc = _align(ck_root, killed, "--jobs", "1", "--backend", "dlib-hog")
     parts = killed / "ckplus/align/.parts"
-    deadline = time.monotonic() + 300
-    while not (parts.is_dir() and len(list(parts.glob("*.arrow"))) >= 2):
-        assert proc.poll() is None, "the run finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_parts(proc, parts)
     record = json.loads((killed / "ckplus/align/stage.json").read_text())
     assert record["complete"] is False
     (parts / ".0a1b2c.tmp-99999.arrow").write_bytes(b"ARROW1 half")  # killed while writing one

@@ -5,17 +5,15 @@ as printed, is the one that brings the work folder forward."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import kill_after_parts
 
 from fer_prep.cli import main
 from fer_prep.runner import run
@@ -78,13 +76,7 @@ def test_a_killed_run_is_partial_and_its_command_resumes_it(shared: Path, tmp_pa
            "--work", str(work), "--jobs", "1", "--backend", "dlib-hog"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = work / "ckplus/align/.parts"
-    deadline = time.monotonic() + 300
-    while not (parts.is_dir() and len(list(parts.glob("*.arrow"))) >= 2):
-        assert proc.poll() is None, "the run finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_parts(proc, parts)
     saved = len(list(parts.glob("*.arrow")))
 
     align = work_status(work)[0].stages[0]
