@@ -161,8 +161,13 @@ def main(preset: str | None, root: Path | None, work: Path, device: str, workers
     from fer_models.train import train
 
     given = {k: v for k, v in given.items() if v is not None}
+    runs = [given]
     if preset is not None:
-        given = {**preset_values(preset), **given}
+        from fer_models.presets import train_options, train_runs
+
+        dataset, recipe_runs = train_runs(preset)
+        runs = [{"dataset": dataset, **train_options(run, f"preset {preset}", NOT_IN_PRESETS),
+                 **given} for run in recipe_runs]
         if root is not None:
             from fer_models.presets import prepare
             from fer_prep.cli import Progress
@@ -176,27 +181,12 @@ def main(preset: str | None, root: Path | None, work: Path, device: str, workers
         raise click.UsageError("--root prepares the faces a --preset names; without a preset, "
                                "prepare them with fer-prep (see the examples)")
     for key in ("dataset", "model"):
-        if key not in given:
+        if any(key not in run for run in runs):
             raise click.UsageError(f"Missing option '--{key}' (or a --preset that names it)")
-    dataset, model = given.pop("dataset"), given.pop("model")
-    metrics = train(dataset, work, model, device=device, resume=resume, workers=workers,
-                    cache_gb=cache_gb, progress=not quiet, echo=click.echo, **given)
-    click.echo(accuracy_table(metrics))
-    folder = work / dataset / "train" / metrics["run"]
-    click.echo(f"metrics: {folder / 'metrics.json'}, table: {folder / 'results.md'}")
-
-
-def preset_values(preset: str) -> dict[str, Any]:
-    """The preset's [train] values, each checked as its command-line option checks it."""
-    from fer_models.presets import train_table
-
-    params = {p.name: p for p in main.params}
-    ctx = click.get_current_context()
-    values = {}
-    for key, value in train_table(preset).items():
-        param = params.get(key)
-        if param is None or key in NOT_IN_PRESETS:
-            raise click.UsageError(f"preset {preset}: [train] {key} is not a fer-train option "
-                                   f"a preset can set")
-        values[key] = param.type_cast_value(ctx, value)
-    return values
+    for run in runs:
+        dataset, model = run.pop("dataset"), run.pop("model")
+        metrics = train(dataset, work, model, device=device, resume=resume, workers=workers,
+                        cache_gb=cache_gb, progress=not quiet, echo=click.echo, **run)
+        click.echo(accuracy_table(metrics))
+        folder = work / dataset / "train" / metrics["run"]
+        click.echo(f"metrics: {folder / 'metrics.json'}, table: {folder / 'results.md'}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_prep.cache import read_record, ready_record
+from fer_prep.cache import digest, read_record, ready_record
 from fer_prep.datasets import Dataset, get_dataset
 from fer_prep.errors import InputError as PrepInputError
 from fer_prep.images import UnreadableImage, read_image
@@ -56,6 +56,8 @@ class Inputs:
     left_out: dict[str, int] = field(default_factory=dict)  # label → rows not trained on
     #: (len(rows), len(classes)) vote distributions over `classes` (FER+'s), where given
     soft: np.ndarray | None = None
+    #: the output fingerprints of the align and folds stages read (what a fold was trained on)
+    key: str = ""
 
     def part(self, fold: int, which: str) -> pd.DataFrame:
         """The rows of fold `fold`'s `train`, `test` or `validation` part (their index is the
@@ -104,7 +106,9 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     return Inputs(dataset=dataset, work=work, align_dir=align_dir, chip_size=chip_size,
                   n_folds=int(folds_record["n_folds"]), folds_params=folds_record.get("params", {}),
                   classes=wanted, rows=rows, landmarks=points, left_out=left_out,
-                  soft=_soft(rows, faces, wanted, info))
+                  soft=_soft(rows, faces, wanted, info),
+                  key=digest([align_record.get("output_fingerprint"),
+                              folds_record.get("output_fingerprint")]))
 
 
 def _validation(folds: pd.DataFrame, split: str | None) -> pd.DataFrame:

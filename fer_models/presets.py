@@ -1,11 +1,10 @@
-"""Training presets: a paper's row as one command, `fer-train --preset NAME --root DIR`.
+"""Training recipes: a paper's row as one command, `fer-train --preset NAME --root DIR`.
 
-A training preset is one of fer-prep's TOML presets (pipelines/) with a `[train]` table: the
-dataset, the model and `fer_models.train.train`'s options. Given the dataset's root, the
-preset first prepares the faces through fer-prep's runner, cached as every stage is (a second
-run reads what the first made): align with the preset's `[align]` table and its `[read]` table
-(the dataset reader's options, e.g. CK+'s `frames`), then folds with its `[folds]` table.
-Options given on the command line win over the preset's.
+A training preset is a recipe (`fer_prep.recipes`: a preset in pipelines/ that names its
+dataset) with a `[train]` table, or `[[train]]` runs in order: the model and fer-train's
+options. Given the dataset's root, the recipe's stages run first through fer-prep's runner,
+cached as every stage is (a second run reads what the first made); then each run trains.
+Options given on the command line win over the recipe's.
 """
 
 from __future__ import annotations
@@ -15,40 +14,51 @@ from pathlib import Path
 from typing import Any
 
 from fer_prep.errors import OptionError
-from fer_prep.params import list_presets, load_preset
-
-TRAIN, READ, FOLDS = "train", "read", "folds"
-#: what a [train] table must name
-REQUIRED = ("dataset", "model")
+from fer_prep.params import load_preset
+from fer_prep.recipes import STAGE_STEPS, TRAIN, list_recipes, load_recipe, run_recipe
 
 
 def training_presets() -> list[str]:
-    """The shipped presets with a [train] table."""
-    return [name for name in list_presets() if TRAIN in load_preset(name)[1]]
+    """The shipped recipes with a [train] table."""
+    return [name for name in list_recipes() if TRAIN in load_preset(name)[1]]
 
 
-def train_table(preset: str | Path) -> dict[str, Any]:
-    """The preset's [train] table; OptionError when it has none or misses the dataset or
-    model."""
-    label, tables = load_preset(preset)
-    table = tables.get(TRAIN)
-    if not isinstance(table, dict):
-        raise OptionError(f"preset {label} has no [train] table; training presets: "
+def train_runs(preset: str | Path) -> tuple[str, list[dict[str, Any]]]:
+    """(dataset, every run's options) of a training recipe; OptionError when it has none."""
+    if TRAIN not in load_preset(preset)[1]:
+        raise OptionError(f"preset {preset} has no [train] table; training presets: "
                           f"{', '.join(training_presets()) or 'none'}")
-    missing = [key for key in REQUIRED if key not in table]
-    if missing:
-        raise OptionError(f"preset {label}: [train] names no {' and no '.join(missing)}")
-    return dict(table)
+    recipe = load_recipe(preset)
+    return recipe.dataset, recipe.train_runs()
+
+
+def train_options(values: dict[str, Any], label: str, excluded: tuple[str, ...]
+                  ) -> dict[str, Any]:
+    """A recipe run's values, each checked and converted as its fer-train option would be;
+    OptionError naming `label` for a key that is not an option or is one of `excluded`."""
+    import click
+
+    from fer_models.cli import main
+
+    params = {p.name: p for p in main.params}
+    ctx = click.Context(main)
+    out = {}
+    for key, value in values.items():
+        param = params.get(key)
+        if param is None or key in excluded:
+            raise OptionError(f"{label}: [train] {key} is not a fer-train option a recipe can "
+                              "set")
+        try:
+            out[key] = param.type_cast_value(ctx, value)
+        except click.BadParameter as exc:
+            raise OptionError(f"{label}: [train] {key}: {exc.message}") from None
+    return out
 
 
 def prepare(preset: str | Path, root: str | Path, work: str | Path,
             echo: Callable[[str], None] = print, progress: Callable | None = None) -> None:
-    """Bring the preset's dataset's align and folds stages up to date from `root` (cached);
-    echo each stage's summary. `progress`: the runner's progress callback."""
-    from fer_prep.runner import run
-
-    _, tables = load_preset(preset)
-    dataset = train_table(preset)["dataset"]
-    echo(run(dataset, "align", work, root=root, preset=preset, progress=progress,
-             **tables.get(READ, {})).summary())
-    echo(run(dataset, "folds", work, **tables.get(FOLDS, {})).summary())
+    """Bring the recipe's stages (align, folds, and masks where it has them) up to date from
+    `root` (cached); echo each stage's summary. `progress`: the runner's progress callback."""
+    recipe = load_recipe(preset)
+    last = [step for step in recipe.steps if step in STAGE_STEPS][-1]
+    run_recipe(preset, root, work, to=last, echo=echo, progress=progress)

@@ -50,7 +50,7 @@ from fer_models.protocols import (
     selection,
 )
 from fer_models.report import confusion_png, results_markdown
-from fer_prep.cache import atomic_path, write_text_atomic
+from fer_prep.cache import atomic_path, digest, read_record, stat_key, write_text_atomic
 from fer_prep.datasets import get_dataset
 
 RUNS = "train"
@@ -229,7 +229,8 @@ def fit_fold(run: Run, k: int) -> None:
     """Train and test fold `k` (resuming from its last.pt if asked); write its outputs."""
     cfg, inputs, dev = run.config, run.inputs, run.device
     folder = run.folder / f"fold_{k}"
-    ckpt = _resumable(run, folder)
+    source = fold_source(run, k)
+    ckpt = _resumable(run, folder, source)
     if ckpt is not None and ckpt["epoch"] >= cfg.epochs and (folder / METRICS).is_file():
         run.echo(f"fold {k}: complete in {folder}, kept")
         return
@@ -276,6 +277,7 @@ def fit_fold(run: Run, k: int) -> None:
             "model": net.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
             "chosen": chosen, "extra": extra, "classes": inputs.classes, "config": asdict(cfg),
+            "source": source,
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None},
         })
@@ -337,8 +339,25 @@ def fold_dataset(run: Run, rows: Any, train: bool, masks: Masks | None
                        soft=train and run.config.loss == "soft", rotate=run.config.rotate)
 
 
-def _resumable(run: Run, folder: Path) -> dict[str, Any] | None:
-    """The fold's last.pt when resuming and it exists; an error if it was another config's."""
+def fold_source(run: Run, k: int) -> str:
+    """What fold `k`'s result depends on beside its config: the faces and folds it reads, the
+    masks (FMPN), and the files of the weights it starts from (size and mtime)."""
+    cfg = run.config
+    parts: list[Any] = [run.inputs.key]
+    if run.cls.needs_masks:
+        masks = read_record(run.inputs.work / run.inputs.dataset / "masks") or {}
+        parts.append(masks.get("output_fingerprint"))
+    starts = [Path(cfg.pretrained)] if cfg.pretrained else []
+    step = run.cls.previous_step(cfg.model, cfg.options)
+    if step is not None:
+        starts.append(run.folder.parent / step[0] / f"fold_{k}" / LAST)
+    parts += [stat_key(p)[:2] if p.is_file() else None for p in starts]
+    return digest(parts)
+
+
+def _resumable(run: Run, folder: Path, source: str) -> dict[str, Any] | None:
+    """The fold's last.pt when resuming and it exists; an error if it was another config's;
+    None (a fresh start, said) if it was trained on other inputs than `source`."""
     path = folder / LAST
     if not run.resume or not path.is_file():
         return None
@@ -349,6 +368,10 @@ def _resumable(run: Run, folder: Path) -> dict[str, Any] | None:
     if differ:
         raise InputError(f"{path}: made with {', '.join(differ)}; resume with the same settings, "
                          "or drop --resume to start over")
+    if ckpt.get("source") != source:
+        run.echo(f"fold {folder.name[5:]}: {path} was trained on other faces, folds, masks or "
+                 "starting weights; training it afresh")
+        return None
     return ckpt
 
 
@@ -569,7 +592,10 @@ def collect(run: Run) -> dict[str, Any]:
     if run.cls.needs_masks:
         metrics["mask_index"] = {c: masks_order(inputs.work, inputs.dataset).index(c)
                                  for c in inputs.classes}
-    write_text_atomic(run.folder / METRICS, json.dumps(metrics, indent=2) + "\n")
+    text = json.dumps(metrics, indent=2) + "\n"
+    if (run.folder / METRICS).is_file() and (run.folder / METRICS).read_text() == text:
+        return metrics  # every fold kept: nothing to write
+    write_text_atomic(run.folder / METRICS, text)
     write_text_atomic(run.folder / RESULTS, results_markdown(metrics))
     if accuracies:
         confusion_png(run.folder / CONFUSION, confusion, inputs.classes,

@@ -28,7 +28,7 @@ from fer_prep import __version__
 from fer_prep.errors import FerPrepError
 from fer_prep.params import field_type
 
-CROSS = ("export", "folds", "list", "masks", "report", "sample", "status")
+CROSS = ("export", "folds", "list", "masks", "report", "run", "sample", "status")
 CROSS_STAGES = ("folds", "masks")  # stages with a cross-dataset command (`--dataset D`)
 
 
@@ -347,13 +347,15 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 @main.command("list", epilog=_example("fer-prep list"))
 def list_() -> None:
-    """List the registered datasets, stages, backends, templates, schemes, exports, presets."""
+    """List the registered datasets, stages, backends, templates, schemes, exports, presets
+    and recipes."""
     from fer_prep.align import TEMPLATES
     from fer_prep.datasets import get_dataset
     from fer_prep.exports import EXPORTS
     from fer_prep.faces import list_backends
     from fer_prep.folds import SCHEMES
     from fer_prep.params import list_presets, load_preset
+    from fer_prep.recipes import describe, list_recipes
     from fer_prep.splits import list_splits
     from fer_prep.stages import get_stage, list_stages, stages_for
 
@@ -374,10 +376,15 @@ def list_() -> None:
     click.echo("fold schemes: " + ", ".join(SCHEMES.names()))
     click.echo("exports:      " + ", ".join(EXPORTS.names()))
     click.echo("splits:       " + ", ".join(list_splits()))
+    recipes = list_recipes()
     click.echo("presets:")
     for name in list_presets():
-        text = " ".join(load_preset(name)[1].get("description", "").split())
-        click.echo(f"  {name:13s} {text}")
+        if name not in recipes:
+            text = " ".join(load_preset(name)[1].get("description", "").split())
+            click.echo(f"  {name:13s} {text}")
+    click.echo("recipes (fer-prep run NAME --root DIR):")
+    for name in recipes:
+        click.echo(f"  {name:24s} {describe(name)}")
 
 
 @main.command(epilog=_example("fer-prep sample --out sample-data"))
@@ -432,6 +439,46 @@ def export_(format_: str, dataset: str, work: Path, out: Path, link: bool, size:
     for message in result.skipped:
         click.echo(f"warning: {message}", err=True)
     click.echo(result.summary())
+
+
+def _steps() -> list[str]:
+    from fer_prep.recipes import STEPS
+
+    return list(STEPS)
+
+
+@main.command("run", epilog=_example(
+    "fer-prep run fmpn-ckplus --root /data/CK+ --work fer-work --to masks\n"
+    "  fer-prep run emotion-fan-afew --root /data/AFEW --set train.epochs=60\n"
+    "  fer-prep run my-protocol.toml --root /data/RAF-DB/basic"))
+@click.argument("recipe", metavar="RECIPE")
+@click.option("--root", type=click.Path(path_type=Path),
+              help="The dataset's root, as its `fer-prep DATASET align --root` takes it.")
+@click.option("--to", type=LazyChoice(_steps),
+              help="Stop after this step [the recipe's last].")
+@click.option("--set", "sets", multiple=True, metavar="TABLE.KEY=VALUE",
+              help="Change one of the recipe's values, e.g. train.epochs=1, folds.k=5, "
+                   "align.size=112 (a TOML value; repeatable; train: every run's).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="The train step's device.")
+def run_(recipe: str, root: Path | None, to: str | None, sets: tuple[str, ...], device: str,
+         work: Path, jobs: int, force: bool, cluster: str | None, scheduler: str | None) -> None:
+    """Run a paper's protocol, a recipe in pipelines/ (`fer-prep list`) or your own .toml:
+    video2frame, align, folds, masks, export and train as it says, each step cached (a second
+    run does nothing), then print where every output is."""
+    from fer_prep.recipes import parse_overrides, run_recipe
+
+    progress = Progress()
+    try:
+        result = run_recipe(recipe, root, work, to, overrides=parse_overrides(sets), jobs=jobs,
+                            force=force, device=device, progress=progress, echo=click.echo,
+                            cluster=cluster, scheduler=scheduler)
+    finally:
+        progress.close()
+    click.echo(result.summary())
+
+
+run_.params += _work_options()
 
 
 @main.command(epilog=_example("fer-prep status --work fer-work"))

@@ -63,8 +63,11 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PIPELINES.glob("*.toml"))
 
 
-def load_preset(preset: str | Path) -> tuple[str, dict[str, Any]]:
-    """(name, tables) of a shipped preset by name, or of a user's TOML file by path."""
+def load_preset(preset: str | Path, _within: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
+    """(name, tables) of a shipped preset by name, or of a user's TOML file by path.
+
+    A top-level `preset = "NAME"` inherits that preset's tables (a recipe's align from a paper's
+    preset): each of its tables under the file's own, whose keys win."""
     path = Path(preset).expanduser()
     if path.suffix != ".toml":
         if str(preset) not in list_presets():
@@ -72,11 +75,21 @@ def load_preset(preset: str | Path) -> tuple[str, dict[str, Any]]:
                               f"{', '.join(list_presets())}, or give a .toml file")
         path = PIPELINES / f"{preset}.toml"
     try:
-        return str(preset), tomllib.loads(path.read_text(encoding="utf-8"))
+        tables = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise OptionError(f"{path}: cannot read the preset ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise OptionError(f"{path}: not a TOML preset ({exc})") from None
+    base = tables.pop("preset", None)
+    if base is not None:
+        if not isinstance(base, str) or base in (*_within, str(preset)):
+            raise OptionError(f"{path}: preset = {base!r} is not another preset's name")
+        _, inherited = load_preset(base, (*_within, str(preset)))
+        for name, table in inherited.items():
+            if isinstance(table, dict):
+                own = tables.get(name, {})
+                tables[name] = {**table, **own} if isinstance(own, dict) else own
+    return str(preset), tables
 
 
 @dataclasses.dataclass(frozen=True)

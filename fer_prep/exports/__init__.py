@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fer_prep.cache import TMP_MARK, read_record, write_text_atomic
+from fer_prep import __version__
+from fer_prep.cache import TMP_MARK, digest, read_record, write_text_atomic
 from fer_prep.datasets import Dataset, get_dataset
 from fer_prep.errors import InputError, OptionError
 from fer_prep.manifest import read_manifest
@@ -263,7 +264,9 @@ def _publish(staging: Path, out: Path, marker: dict[str, Any]) -> None:
            if p.is_file() or p.is_symlink()}
     before = _our_files(out, marker["format"], marker["dataset"])
     entries = {rel.split("/")[0] for rel in new}
-    write_text_atomic(out / MARKER, _marker_text(marker, new | before))
+    # no key until every file is in place: a run killed while moving is not up to date
+    write_text_atomic(out / MARKER, _marker_text({k: v for k, v in marker.items() if k != "key"},
+                                                 new | before))
     for rel in sorted(new):
         target = out / rel
         if _is_folder(target):
@@ -279,6 +282,33 @@ def _publish(staging: Path, out: Path, marker: dict[str, Any]) -> None:
                 break
             parent.rmdir()
     write_text_atomic(out / MARKER, _marker_text(marker, new, entries))
+
+
+def _key(name: str, dataset: str, work: Path, out: Path, how: str, allow_empty: bool,
+         options: dict[str, Any]) -> str:
+    """What an export's files depend on: the format and its options, where it reads and writes,
+    and the output fingerprints of the stages it reads."""
+    stages = {stage: (read_record(work / dataset / stage) or {}).get("output_fingerprint")
+              for stage in ("align", "folds", "masks")}
+    return digest([name, dataset, str(work.resolve()), str(out.resolve()), how, allow_empty,
+                   options, stages, __version__])
+
+
+def _unchanged(out: Path, name: str, dataset: str, key: str) -> ExportResult | None:
+    """The result of the earlier export in `out` when it was made with `key` and every file it
+    wrote is still there (a second run does nothing); None otherwise."""
+    try:
+        marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("key") != key or \
+            (marker.get("format"), marker.get("dataset")) != (name, dataset):
+        return None
+    if not all(os.path.lexists(out / rel) for rel in marker.get("files", [])):
+        return None
+    return ExportResult(name, dataset, out, marker["counts"], marker["placed"],
+                        marker["skipped"], [*marker.get("notes", []),
+                                            "unchanged since the last export; skipped"])
 
 
 def _our_files(out: Path, name: str, dataset: str) -> set[str]:
@@ -327,6 +357,9 @@ def export(
     """
     write = exporter(name)
     out = Path(out)
+    key = _key(name, dataset, Path(work), out, how, allow_empty, options)
+    if not force and (done := _unchanged(out, name, dataset, key)) is not None:
+        return done
     _remove_leftovers(out)
     _check_out(out, name, dataset, force)
     source = load_source(dataset, work)
@@ -346,7 +379,8 @@ def export(
         _publish(root, out, {"format": name, "dataset": dataset,
                              "work": str(Path(work).resolve()),
                              "folds": source.folds, "counts": result.counts,
-                             "placed": result.placed, "skipped": result.skipped})
+                             "placed": result.placed, "skipped": result.skipped,
+                             "notes": result.notes, "key": key})
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return result
