@@ -159,6 +159,7 @@ def run_recipe(recipe: str | Path, root: str | Path | None, work: str | Path = "
         steps = steps[:steps.index(to) + 1]
     if root is None and any(s in STAGE_STEPS[:2] for s in steps):
         raise OptionError(f"recipe {rec.name} reads {rec.dataset}: give its --root")
+    runs = _train_plan(rec) if TRAIN in steps else []  # a mistake in them before hours of align
     result = RecipeResult(rec, list(steps))
     for step in steps:
         if step in STAGE_STEPS:
@@ -169,7 +170,8 @@ def run_recipe(recipe: str | Path, root: str | Path | None, work: str | Path = "
         elif step == EXPORT:
             result.outputs[step] = _export(rec, work, force, echo)
         else:
-            result.outputs[step] = _train(rec, work, device, force, progress is not None, echo)
+            result.outputs[step] = _train(rec, runs, work, device, force, progress is not None,
+                                          echo)
     return result
 
 
@@ -210,26 +212,33 @@ def _export(rec: Recipe, work: Path, force: bool, echo: Callable[[str], None]) -
     return out
 
 
-def _train(rec: Recipe, work: Path, device: str, force: bool, progress: bool,
-           echo: Callable[[str], None]) -> Path:
-    """Every [train] run in order, resuming (a fold already trained on these inputs with these
-    settings is kept; `force` trains afresh); the last run's metrics.json."""
+def _train_plan(rec: Recipe) -> list[dict[str, Any]]:
+    """Every [train] run's options, checked as fer-train checks its command line."""
+    from fer_models.presets import train_options
+
+    runs = [train_options(values, f"recipe {rec.name}", MACHINE) for values in rec.train_runs()]
+    if not runs:
+        raise OptionError(f"recipe {rec.name}: [train] holds no run")
+    for number, options in enumerate(runs, 1):
+        if "model" not in options:
+            raise OptionError(f"recipe {rec.name}: [train] run {number} names no model")
+    return runs
+
+
+def _train(rec: Recipe, runs: list[dict[str, Any]], work: Path, device: str, force: bool,
+           progress: bool, echo: Callable[[str], None]) -> Path:
+    """Every run in order, resuming (a fold already trained on these inputs with these settings
+    is kept; `force` trains afresh); the last run's metrics.json."""
     try:
-        from fer_models.presets import train_options
         from fer_models.report import accuracy_table
         from fer_models.train import train
     except ImportError as exc:
         raise OptionError(f"the train step needs fer-prep's training extra ({exc.name} is not "
                           "installed): pip install 'fer-prep[train]'") from None
-    runs = rec.train_runs()
-    if not runs:
-        raise OptionError(f"recipe {rec.name}: [train] holds no run")
     path = work
-    for number, values in enumerate(runs, 1):
-        options = train_options(values, f"recipe {rec.name}", MACHINE)
-        model = options.pop("model", None)
-        if model is None:
-            raise OptionError(f"recipe {rec.name}: [train] run {number} names no model")
+    for number, run in enumerate(runs, 1):
+        options = dict(run)
+        model = options.pop("model")
         echo(f"train run {number}/{len(runs)}: {model} "
              + " ".join(f"{k}={v}" for k, v in sorted(options.items())))
         metrics = train(rec.dataset, work, model, device=device, resume=not force,

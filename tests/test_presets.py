@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from fer_models.cli import main
-from fer_models.presets import train_table, training_presets
+from fer_models.presets import train_runs, training_presets
 from fer_prep.cache import read_record
 from fer_prep.images import read_image
 from fer_prep.params import list_presets
@@ -21,8 +21,10 @@ def test_every_training_preset_names_a_dataset_model_and_known_options() -> None
     assert "ckplus48" in training_presets()
     options = {p.name for p in main.params}
     for name in training_presets():
-        table = train_table(name)
-        assert set(table) <= options, (name, set(table) - options)
+        dataset, runs = train_runs(name)
+        assert dataset and runs, name
+        for run in runs:
+            assert "model" in run and set(run) <= options, (name, set(run) - options)
     assert set(training_presets()) < set(list_presets())  # fmpn, emotion-fan: no [train]
 
 
@@ -52,7 +54,8 @@ def test_ckplus48_prepares_trains_and_reruns_from_the_cache(shared: Path, tmp_pa
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--preset", "fmpn"], "preset fmpn has no [train] table; training presets: ckplus48"),
+    (["--preset", "fmpn"],
+     "preset fmpn has no [train] table; training presets: ckplus48, emotion-fan-afew"),
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--root", "/data/CK+", "--dataset", "ckplus", "--model", "resnet18"],
      "--root prepares the faces a --preset names"),
@@ -73,4 +76,17 @@ def test_a_wrong_value_in_a_user_preset_is_one_line(tmp_path: Path) -> None:
     bad.write_text('[train]\ndataset = "ckplus"\nmodel = "resnet18"\ndevice = "cuda"\n')
     result = CliRunner().invoke(main, ["--preset", str(bad), "--work", str(tmp_path)])
     assert result.exit_code == 1
-    assert "[train] device is not a fer-train option a preset can set" in result.output
+    assert "[train] device is not a fer-train option a recipe can set" in result.output
+
+
+def test_a_recipe_with_several_runs_trains_each_in_order(samples: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    result = CliRunner().invoke(main, [
+        "--preset", "mafer-rafdb", "--root", str(samples / "rafdb"), "--work", str(work),
+        "--epochs", "1", "--size", "64", "--batch-size", "8", "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    step1 = json.loads((work / "rafdb/train/mafer-step1/metrics.json").read_text())
+    step2 = json.loads((work / "rafdb/train/mafer/metrics.json").read_text())
+    assert (step1["config"]["options"]["step"], step2["config"]["options"]["step"]) == (1, 2)
+    assert result.output.index("mafer-step1") < result.output.index("rafdb/train/mafer/")
+    assert "from " + str(work / "rafdb/train/mafer-step1/fold_0/last.pt") in result.output

@@ -286,10 +286,11 @@ def _publish(staging: Path, out: Path, marker: dict[str, Any]) -> None:
 
 def _key(name: str, dataset: str, work: Path, out: Path, how: str, allow_empty: bool,
          options: dict[str, Any]) -> str:
-    """What an export's files depend on: the format and its options, where it reads and writes,
-    and the output fingerprints of the stages it reads."""
-    stages = {stage: (read_record(work / dataset / stage) or {}).get("output_fingerprint")
-              for stage in ("align", "folds", "masks")}
+    """What an export's files and notes depend on: the format and its options, where it reads
+    and writes, and the output fingerprints (and staleness) of the stages it reads."""
+    records = {stage: read_record(work / dataset / stage) or {}
+               for stage in ("align", "folds", "masks")}
+    stages = {stage: [r.get("output_fingerprint"), r.get("stale")] for stage, r in records.items()}
     return digest([name, dataset, str(work.resolve()), str(out.resolve()), how, allow_empty,
                    options, stages, __version__])
 
@@ -357,11 +358,11 @@ def export(
     """
     write = exporter(name)
     out = Path(out)
+    _remove_leftovers(out)
+    _check_out(out, name, dataset, force)
     key = _key(name, dataset, Path(work), out, how, allow_empty, options)
     if not force and (done := _unchanged(out, name, dataset, key)) is not None:
         return done
-    _remove_leftovers(out)
-    _check_out(out, name, dataset, force)
     source = load_source(dataset, work)
     out.parent.mkdir(parents=True, exist_ok=True)
     root = out.parent / f".{out.name}{TMP_MARK}{os.getpid()}"

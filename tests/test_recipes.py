@@ -1,0 +1,189 @@
+"""`fer-prep run RECIPE`: every shipped recipe's chain runs on its dataset's embedded sample
+with the real stages, exports and models, writes what the recipe says, and a second run writes
+nothing; a changed value redoes the steps after it; mistakes are one line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fer_prep.cache import read_record
+from fer_prep.cli import main
+from fer_prep.datasets import get_dataset, list_datasets
+from fer_prep.exports import EXPORTS, MARKER
+from fer_prep.params import load_preset
+from fer_prep.recipes import STAGE_STEPS, list_recipes, load_recipe, parse_overrides
+from fer_prep.stages import get_stage, stages_for
+
+#: the papers' protocols the recipes must cover (issue 15)
+PAPERS = ("emotion-fan-afew", "emotion-fan-ckplus", "fmpn-ckplus", "fmpn-mmi",
+          "landmark-driven-fer2013", "mafer-fer2013", "mafer-rafdb", "mafer-oulu",
+          "esr-affectnet", "esr-ferplus", "manet-rafdb")
+
+#: small but real: one epoch of fold 0 on small faces, fewer folds and ESR branches, and AFEW
+#: at 2 frames a second (the Emotion-FAN cascade's CNN takes seconds a frame here)
+QUICK = ["folds.k=3", "train.epochs=1", "train.fold=0", "train.size=64", "train.batch_size=8"]
+EXTRA = {"emotion-fan-afew": ["video2frame.fps=2"], "esr-affectnet": ["train.branches=[1, 2]"],
+         "esr-ferplus": ["train.branches=2"], "ckplus48": ["train.size=48"]}
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(main, ["run", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_papers_protocol_has_a_recipe_whose_tables_are_valid() -> None:
+    from fer_models.presets import train_options
+    from fer_prep.recipes import MACHINE
+
+    assert set(PAPERS) <= set(list_recipes())
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        assert recipe.dataset in list_datasets(), name
+        assert recipe.description, name
+        commands = stages_for(get_dataset(recipe.dataset))
+        for step in recipe.steps:
+            if step in STAGE_STEPS:
+                assert step in commands, (name, step)
+                stage = get_stage(commands[step])
+                given = {} if step == "align" else recipe.tables.get(step, {})
+                stage.Params.resolve(name if step == "align" else None, **given)
+        if "export" in recipe.steps:
+            assert recipe.tables["export"]["format"] in EXPORTS.names(), name
+        for run in recipe.train_runs():
+            assert "model" in train_options(run, name, MACHINE), name
+
+
+def test_a_recipe_inherits_its_presets_align_and_its_own_keys_win() -> None:
+    fmpn = load_preset("fmpn")[1]["align"]
+    assert load_preset("fmpn-ckplus")[1]["align"] == fmpn
+    align = get_stage("align").Params.resolve("fmpn-ckplus")
+    assert (align.backend, align.template, align.size, align.padding, align.grey) == (
+        "dlib-hog", "dlib-chip", 320, 0.11, True)
+    assert get_stage("align").Params.resolve("ckplus48").size == 48  # inherits default, 48 own
+
+
+@pytest.mark.parametrize("name", [*PAPERS, "ckplus48"])
+def test_each_recipe_runs_its_chain_on_the_sample_and_a_second_run_writes_nothing(
+        name: str, samples: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(name)
+    work = tmp_path / "work"
+    sets = [item for s in QUICK + EXTRA.get(name, []) for item in ("--set", s)]
+    args = [name, "--root", str(samples / recipe.dataset), "--work", str(work), *sets,
+            "--device", "cpu", "--jobs", "1"]
+    out = _run(*args)
+    ds = work / recipe.dataset
+    assert f"recipe {name} ({recipe.dataset}): {' → '.join(recipe.steps)} up to date" in out
+
+    faces = pd.read_parquet(ds / "align/manifest.parquet")
+    assert (faces["status"] == "ok").sum() > 0
+    align = read_record(ds / "align")["params"]
+    for key, value in load_preset(name)[1].get("align", {}).items():
+        assert align[key] == value, (key, align[key], value)
+    for key, value in recipe.tables.get("read", {}).items():
+        stage = "frames" if "video2frame" in recipe.steps else "align"
+        assert read_record(ds / stage)["options"][key] == value
+    folds = read_record(ds / "folds")["params"]
+    assert folds["scheme"] == recipe.tables["folds"]["scheme"]
+    if "masks" in recipe.steps:
+        assert read_record(ds / "masks")["complete"]
+    if "export" in recipe.steps:
+        marker = json.loads((recipe.export_out(work) / MARKER).read_text())
+        assert marker["format"] == recipe.tables["export"]["format"]
+        assert marker["files"] and sum(marker["counts"].values()) > 0
+    runs = load_recipe(name, parse_overrides(QUICK + EXTRA.get(name, []))).train_runs()
+    for run in runs:
+        model = run["model"]
+        metrics = [json.loads(p.read_text()) for p in (ds / "train").glob("*/metrics.json")]
+        trained = [m for m in metrics if m["config"]["model"] == model
+                   and all(m["config"]["options"].get(k) == v for k, v in run.items()
+                           if k in m["config"]["options"])]
+        assert trained and list(trained[0]["folds"]) == ["0"], (model, run)
+        assert trained[0]["config"]["epochs"] == 1
+    assert str(ds / "train") in out
+
+    files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    time.sleep(0.01)
+    again = _run(*args)
+    assert again.count("unchanged, skipped") == len(set(recipe.steps) & set(STAGE_STEPS))
+    if "export" in recipe.steps:
+        assert "unchanged since the last export; skipped" in again
+    assert again.count(", kept") == len(runs)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == files
+
+
+def test_a_changed_value_redoes_the_steps_after_it_and_to_stops_early(
+        ck_sample: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    base = ["fmpn-ckplus", "--root", str(ck_sample), "--work", str(work), "--set", "folds.k=3",
+            "--to", "masks"]
+    first = _run(*base)
+    assert "export" not in first and not (work / "exports").exists()
+    assert "ckplus masks:" in first and not (work / "ckplus/train").exists()
+    again = _run(*base, "--set", "folds.k=2")
+    assert "ckplus align: 36 rows (ok: 36); unchanged, skipped" in again
+    assert read_record(work / "ckplus/folds")["n_folds"] == 2
+    assert read_record(work / "ckplus/masks")["n_folds"] == 2
+    smaller = _run(*base, "--set", "folds.k=2", "--set", "align.size=160")
+    assert "ckplus align: 36 rows (ok: 36); 36 computed" in smaller
+    assert read_record(work / "ckplus/align")["params"]["size"] == 160
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nope"], "unknown preset 'nope'"),
+    (["fmpn"], "fmpn names no dataset, so it is no recipe; recipes: ckplus48"),
+    (["fmpn-ckplus"], "recipe fmpn-ckplus reads ckplus: give its --root"),
+    (["mafer-rafdb", "--root", "x", "--to", "export"],
+     "--to export: recipe mafer-rafdb has no export step (its steps: align, folds, train)"),
+    (["fmpn-ckplus", "--root", "x", "--set", "epochs=1"],
+     "--set 'epochs=1': give TABLE.KEY=VALUE, e.g. train.epochs=1"),
+    (["fmpn-ckplus", "--root", "x", "--set", "fit.epochs=1"], "fit is not a table of a recipe"),
+    (["fmpn-ckplus", "--root", "/no/such/ckplus"], "/no/such/ckplus"),
+    (["fmpn-ckplus", "--root", "x", "--set", "align.sise=3"], "sise is not an option"),
+])
+def test_mistakes_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["run", *args, "--work", str(tmp_path / "w")])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
+
+
+def test_a_train_value_the_option_refuses_is_one_line(ck_sample: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    _run("ckplus48", "--root", str(ck_sample), "--work", str(work), "--to", "folds")
+    result = CliRunner().invoke(main, ["run", "ckplus48", "--root", str(ck_sample), "--work",
+                                       str(work), "--set", "train.model=nope"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: recipe ckplus48: [train] model:"), result.output
+
+
+def test_training_is_redone_when_its_faces_change_and_an_export_when_a_file_goes(
+        ck_sample: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    args = ["ckplus48", "--root", str(ck_sample), "--work", str(work), "--set", "train.epochs=1",
+            "--set", "train.fold=0", "--device", "cpu"]
+    _run(*args)
+    kept = _run(*args)
+    assert "fold 0: complete in" in kept and ", kept" in kept
+    redone = _run(*args, "--set", "align.size=40")
+    assert "ckplus align: 27 rows (ok: 27); 27 computed" in redone
+    assert "was trained on other faces, folds, masks or starting weights; training it afresh" \
+        in redone
+    metrics = json.loads((work / "ckplus/train/resnet18/metrics.json").read_text())
+    assert list(metrics["folds"]) == ["0"]
+
+    fmpn = ["emotion-fan-ckplus", "--root", str(ck_sample), "--work", str(work), "--to",
+            "export", "--set", "folds.k=3"]
+    _run(*fmpn)
+    out = load_recipe("emotion-fan-ckplus").export_out(work)
+    listed = out / "txt/CK+_10-fold_sample_IDascendorder_step10.txt"
+    text = listed.read_text()
+    listed.unlink()
+    again = _run(*fmpn)
+    assert "unchanged since the last export" not in again and listed.read_text() == text
