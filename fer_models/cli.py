@@ -49,12 +49,13 @@ class Command(OneLineErrors, click.Command):
 
 @click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]},
                epilog=EXAMPLE)
-@click.option("--preset", metavar="|".join(training_presets()) + "|FILE",
-              help="A training recipe (pipelines/, or a .toml with a [train] table): its "
-                   "dataset, model and options; options given here win.")
+@click.option("--preset", metavar="RECIPE|FILE",
+              help="A training recipe (pipelines/, or a .toml with a [train] table or "
+                   "[[train]] runs): its dataset, model and options, each run in order; "
+                   "options given here win (recipes: " + ", ".join(training_presets()) + ").")
 @click.option("--root", type=click.Path(path_type=Path),
-              help="With --preset: the dataset's root, prepared first as the preset says "
-                   "(align, folds; cached, so a second run only trains).")
+              help="With --preset: the dataset's root, prepared first as the recipe says "
+                   "(its stages: align, folds, masks; cached, so a second run only trains).")
 @click.option("--dataset", help="Dataset whose WORK/<dataset>/ to train on.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
               show_default=True, help="Work folder of fer-prep.")
