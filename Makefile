@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 $(BIN)/fer-prep: pyproject.toml setup.py
+	@free=$$(df -Pk . | awk 'NR == 2 {print $$4}'); [ "$$free" -ge 7000000 ] || { echo \
+		"make setup: the venv needs about 7 GB (torch's CUDA build); $$((free / 1024)) MB free here" \
+		>&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,train]'
