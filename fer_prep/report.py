@@ -35,6 +35,9 @@ SHEET = 12  # faces per class in a contact sheet
 THUMB = 96  # side of a face in a contact sheet, px
 SOURCES = 8  # source frames drawn with their box and landmarks
 WORST = 12  # faces in each "worst" sheet
+#: manifest columns no section reads, left unread (meshes, other landmark sets, vote counts)
+UNREAD = frozenset({"landmarks478", "landmarks5", "dlib5", "detector_box", "landmarks5_manual",
+                    "landmarks37_auto", "votes", "target", "fingerprint"})
 CLIPS = 200  # clips with a status strip, those with the most frames not ok first
 STRIP = {"ok": (80, 170, 60), "borrowed": (40, 170, 240), "no_face": (60, 60, 220)}  # BGR
 OTHER = (90, 90, 90)  # any other status on a strip
@@ -200,14 +203,17 @@ def _stages_section(status: DatasetStatus, work: Path) -> str:
 
 
 def _manifests(work: Path, dataset: str) -> dict[str, pd.DataFrame]:
-    """Every stage manifest of the dataset, by stage folder."""
+    """Every stage manifest of the dataset, by stage folder, without the columns no section
+    reads (a 478-point mesh a row is most of an aligned video set's memory)."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     out = {}
     for record_path in sorted((work / dataset).glob(f"*/{RECORD}")):
         manifest = record_path.parent / "manifest.parquet"
         if manifest.is_file():
-            out[record_path.parent.name] = pd.read_parquet(manifest)
+            columns = [c for c in pq.read_schema(manifest).names if c not in UNREAD]
+            out[record_path.parent.name] = pd.read_parquet(manifest, columns=columns)
     return out
 
 
