@@ -167,8 +167,12 @@ def main(preset: str | None, root: Path | None, work: Path, device: str, workers
         from fer_models.presets import train_options, train_runs
 
         dataset, recipe_runs = train_runs(preset)
-        runs = [{"dataset": dataset, **train_options(run, f"preset {preset}", NOT_IN_PRESETS),
-                 **given} for run in recipe_runs]
+        runs = []
+        for run in recipe_runs:  # options given apply to every run; the same run trains once
+            merged = {"dataset": dataset, **train_options(run, f"preset {preset}",
+                                                          NOT_IN_PRESETS), **given}
+            if merged not in runs:
+                runs.append(merged)
         if root is not None:
             from fer_models.presets import prepare
             from fer_prep.cli import Progress

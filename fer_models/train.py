@@ -148,7 +148,7 @@ class Run:
     folder: Path
     workers: int
     cache_bytes: int
-    resume: bool
+    resume: bool | str  # True, False, or KEEP
     progress: bool
     echo: Callable[[str], None]
 
@@ -160,7 +160,8 @@ class Run:
 def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
           fold: int | str = "all", *, epochs: int | None = None, batch_size: int | None = None,
           lr: float | None = None, size: int | None = None, seed: int = 0,
-          device: str = "auto", pretrained: str | Path | None = None, resume: bool = False,
+          device: str = "auto", pretrained: str | Path | None = None,
+          resume: bool | str = False,
           workers: int | None = None, cache_gb: float = 4.0, progress: bool = True,
           echo: Callable[[str], None] = print, protocol: str | None = None,
           select: str = "auto", loss: str = "majority", balanced: bool = False,
@@ -168,8 +169,10 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
     """Train `model` on fold `fold` (or every fold) of `WORK/<dataset>/`; return the metrics.
 
     `options` go to the model (e.g. `at_type="self"`, `stage=1`, `backbone="resnet34"`); None
-    leaves a model's default. Raises InputError (a ValueError) naming the missing or bad input
-    and what makes it; KeyError for an unknown model.
+    leaves a model's default. `resume`: continue each fold from its last.pt (an error if it
+    was made with other settings); `resume="keep"` (recipes) the same, but a fold made with
+    other settings is trained afresh instead. Raises InputError (a ValueError) naming the
+    missing or bad input and what makes it; KeyError for an unknown model.
     """
     work = Path(work)
     cls = model_class(model)
@@ -339,6 +342,9 @@ def fold_dataset(run: Run, rows: Any, train: bool, masks: Masks | None
                        soft=train and run.config.loss == "soft", rotate=run.config.rotate)
 
 
+KEEP = "keep"  # resume mode: keep what these settings made, train the rest afresh
+
+
 def fold_source(run: Run, k: int) -> str:
     """What fold `k`'s result depends on beside its config: the faces and folds it reads, the
     masks (FMPN), and the files of the weights it starts from (size and mtime)."""
@@ -365,6 +371,10 @@ def _resumable(run: Run, folder: Path, source: str) -> dict[str, Any] | None:
     theirs = {**ckpt.get("config", {}), "classes": ckpt.get("classes")}
     ours = {**asdict(run.config), "classes": run.inputs.classes}
     differ = [f"{k} {theirs.get(k)!r} (now {v!r})" for k, v in ours.items() if theirs.get(k) != v]
+    if differ and run.resume == KEEP:
+        run.echo(f"fold {folder.name[5:]}: {path} was made with {', '.join(differ)}; training "
+                 "it afresh")
+        return None
     if differ:
         raise InputError(f"{path}: made with {', '.join(differ)}; resume with the same settings, "
                          "or drop --resume to start over")

@@ -58,6 +58,9 @@ class Recipe:
         entries = table if isinstance(table, list) else [table] if table else []
         runs = []
         for entry in entries:
+            if entry.get("dataset", self.dataset) != self.dataset:
+                raise OptionError(f"recipe {self.name}: [train] dataset {entry['dataset']!r}: a "
+                                  f"recipe trains on its own dataset ({self.dataset})")
             lists = [k for k, v in entry.items() if isinstance(v, list)]
             if len(lists) > 1:
                 raise OptionError(f"recipe {self.name}: [train] {' and '.join(lists)} are both "
@@ -161,27 +164,30 @@ def run_recipe(recipe: str | Path, root: str | Path | None, work: str | Path = "
         raise OptionError(f"recipe {rec.name} reads {rec.dataset}: give its --root")
     runs = _train_plan(rec) if TRAIN in steps else []  # a mistake in them before hours of align
     result = RecipeResult(rec, list(steps))
+    dataset = rec.dataset  # WORK/<name>/: a class-folder tree read with `name` is renamed
     for step in steps:
         if step in STAGE_STEPS:
-            done = _stage(rec, step, root, work, jobs=jobs, force=force, progress=progress,
-                          cluster=cluster, scheduler=scheduler)
+            done = _stage(rec, dataset, step, root, work, jobs=jobs, force=force,
+                          progress=progress, cluster=cluster, scheduler=scheduler)
             echo(done.summary())
             result.outputs[step] = done.folder
+            dataset = done.folder.parent.name
         elif step == EXPORT:
-            result.outputs[step] = _export(rec, work, force, echo)
+            result.outputs[step] = _export(rec, dataset, work, force, echo)
         else:
-            result.outputs[step] = _train(rec, runs, work, device, force, progress is not None,
-                                          echo)
+            result.outputs[step] = _train(rec, dataset, runs, work, device, force,
+                                          progress is not None, echo)
     return result
 
 
-def _stage(rec: Recipe, step: str, root: str | Path | None, work: Path, **how: Any) -> Any:
+def _stage(rec: Recipe, dataset: str, step: str, root: str | Path | None, work: Path,
+           **how: Any) -> Any:
     """One stage of the chain through the runner; the first one reads the dataset."""
     from fer_prep.datasets import get_dataset
     from fer_prep.runner import run
     from fer_prep.stages import stages_for
 
-    commands = stages_for(get_dataset(rec.dataset))
+    commands = stages_for(get_dataset(dataset, work))
     if step not in commands:
         raise OptionError(f"recipe {rec.name}: {step} does not apply to {rec.dataset} (its "
                           f"stages: {', '.join(sorted(commands))})")
@@ -193,12 +199,13 @@ def _stage(rec: Recipe, step: str, root: str | Path | None, work: Path, **how: A
         options, from_video = dict(rec.tables.get(step, {})), False
     reads = step == reader or bool(from_video)
     if reads:
-        options |= rec.tables.get(READ, {})
-    return run(rec.dataset, commands[step], work, root=root if reads else None,
+        options = {**rec.tables.get(READ, {}), **options}
+    return run(dataset, commands[step], work, root=root if reads else None,
                preset=rec.source if step == "align" else None, **options, **how)
 
 
-def _export(rec: Recipe, work: Path, force: bool, echo: Callable[[str], None]) -> Path:
+def _export(rec: Recipe, dataset: str, work: Path, force: bool, echo: Callable[[str], None]
+            ) -> Path:
     from fer_prep.exports import export
 
     table = dict(rec.tables[EXPORT])
@@ -206,7 +213,7 @@ def _export(rec: Recipe, work: Path, force: bool, echo: Callable[[str], None]) -
     table.pop("out", None)
     how = table.pop("how", "link")
     allow_empty = bool(table.pop("allow_empty", False))
-    done = export(name, rec.dataset, work, out, how=how, force=force, allow_empty=allow_empty,
+    done = export(name, dataset, work, out, how=how, force=force, allow_empty=allow_empty,
                   **table)
     echo(done.summary())
     return out
@@ -225,13 +232,13 @@ def _train_plan(rec: Recipe) -> list[dict[str, Any]]:
     return runs
 
 
-def _train(rec: Recipe, runs: list[dict[str, Any]], work: Path, device: str, force: bool,
-           progress: bool, echo: Callable[[str], None]) -> Path:
-    """Every run in order, resuming (a fold already trained on these inputs with these settings
-    is kept; `force` trains afresh); the last run's metrics.json."""
+def _train(rec: Recipe, dataset: str, runs: list[dict[str, Any]], work: Path, device: str,
+           force: bool, progress: bool, echo: Callable[[str], None]) -> Path:
+    """Every run in order: a fold already trained with these settings on these inputs is kept,
+    any other trained afresh (`force`: every fold); the last run's metrics.json."""
     try:
         from fer_models.report import accuracy_table
-        from fer_models.train import train
+        from fer_models.train import KEEP, train
     except ImportError as exc:
         raise OptionError(f"the train step needs fer-prep's training extra ({exc.name} is not "
                           "installed): pip install 'fer-prep[train]'") from None
@@ -241,10 +248,10 @@ def _train(rec: Recipe, runs: list[dict[str, Any]], work: Path, device: str, for
         model = options.pop("model")
         echo(f"train run {number}/{len(runs)}: {model} "
              + " ".join(f"{k}={v}" for k, v in sorted(options.items())))
-        metrics = train(rec.dataset, work, model, device=device, resume=not force,
+        metrics = train(dataset, work, model, device=device, resume=False if force else KEEP,
                         progress=progress, echo=echo, **options)
         echo(accuracy_table(metrics))
-        path = work / rec.dataset / TRAIN / metrics["run"] / "metrics.json"
+        path = work / dataset / TRAIN / metrics["run"] / "metrics.json"
     return path
 
 

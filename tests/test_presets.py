@@ -90,3 +90,14 @@ def test_a_recipe_with_several_runs_trains_each_in_order(samples: Path, tmp_path
     assert (step1["config"]["options"]["step"], step2["config"]["options"]["step"]) == (1, 2)
     assert result.output.index("mafer-step1") < result.output.index("rafdb/train/mafer/")
     assert "from " + str(work / "rafdb/train/mafer-step1/fold_0/last.pt") in result.output
+
+
+def test_options_given_to_every_run_train_the_same_run_once(samples: Path, tmp_path: Path
+                                                            ) -> None:
+    work = tmp_path / "work"
+    result = CliRunner().invoke(main, [
+        "--preset", "mafer-rafdb", "--root", str(samples / "rafdb"), "--work", str(work),
+        "--step", "2", "--epochs", "1", "--size", "64", "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("metrics: ") == 1  # step 1 then 2 became step 2 twice: once
+    assert not (work / "rafdb/train/mafer-step1").exists()

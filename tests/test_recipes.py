@@ -178,6 +178,10 @@ def test_training_is_redone_when_its_faces_change_and_an_export_when_a_file_goes
         in redone
     metrics = json.loads((work / "ckplus/train/resnet18/metrics.json").read_text())
     assert list(metrics["folds"]) == ["0"]
+    longer = _run(*args, "--set", "align.size=40", "--set", "train.epochs=2")
+    assert "was made with epochs 1 (now 2); training it afresh" in longer
+    assert json.loads((work / "ckplus/train/resnet18/metrics.json").read_text())[
+        "config"]["epochs"] == 2
 
     fmpn = ["emotion-fan-ckplus", "--root", str(ck_sample), "--work", str(work), "--to",
             "export", "--set", "folds.k=3"]
@@ -188,3 +192,20 @@ def test_training_is_redone_when_its_faces_change_and_an_export_when_a_file_goes
     listed.unlink()
     again = _run(*fmpn)
     assert "unchanged since the last export" not in again and listed.read_text() == text
+
+
+def test_a_users_recipe_reading_a_renamed_tree_carries_the_name_through(
+        samples: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text('dataset = "folders"\npreset = "default"\n[read]\nname = "cats"\n'
+                    '[align]\nbackend = "given"\ntemplate = "whole"\n[folds]\nk = 2\n'
+                    '[export]\nformat = "imagefolder"\n')
+    work = tmp_path / "work"
+    out = _run(str(mine), "--root", str(samples / "folders"), "--work", str(work))
+    assert "cats align:" in out and "cats folds:" in out
+    assert read_record(work / "cats/folds")["n_folds"] == 2
+    assert json.loads((work / "exports/mine" / MARKER).read_text())["dataset"] == "cats"
+    bad = CliRunner().invoke(main, ["run", str(mine), "--root", str(samples / "folders"),
+                                    "--work", str(work), "--set", 'train.dataset="ckplus"',
+                                    "--set", "train.model=resnet18"])
+    assert bad.exit_code == 1 and "a recipe trains on its own dataset (folders)" in bad.output
