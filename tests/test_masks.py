@@ -284,13 +284,15 @@ def test_masks_check_the_folds_and_name_the_command_that_makes_them(broken_work,
                        r"run `fer-prep ckplus folds` first"):
         masks(work, folds="fmpn")  # masks never make folds
 
+    asks = f"--folds fmpn asks for --split {FMPN_SPLIT}"
     remedy = f"run `fer-prep folds --dataset ckplus --split {FMPN_SPLIT}` first"
     # subject-kfold, and FMPN's rule recomputed on this partial copy (other subject blocks than
     # the published folds): neither is what --folds fmpn asks for
     for scheme, made in (("subject-kfold", "subject-kfold"), ("fmpn", "fmpn")):
         _cli("folds", "--dataset", "ckplus", "--work", str(work), "--scheme", scheme, "--k", "5")
         line = _fails(*args, "--folds", "fmpn")
-        assert line == f"Error: the ckplus folds were made with {made}, not fmpn: {remedy}"
+        assert line == f"Error: the ckplus folds were made with --scheme {made}, and {asks}: " \
+            f"{remedy}"
         assert not (work / "ckplus/masks/manifest.parquet").exists()
         assert not (work / "ckplus/masks/diffs").exists()  # said before any map was made
     unchecked = masks(work, jobs=2)  # without --folds: the folds as they stand
@@ -298,7 +300,8 @@ def test_masks_check_the_folds_and_name_the_command_that_makes_them(broken_work,
 
     _cli("folds", "--dataset", "ckplus", "--work", str(work), "--split", FMPN_SPLIT)
     line = _fails(*args, "--folds", "emotion-fan")
-    assert "made with file ckplus-fmpn-10fold-v1, not emotion-fan" in line
+    assert "made with --split ckplus-fmpn-10fold-v1, and --folds emotion-fan asks for --split " \
+        "ckplus-emotion-fan-10fold-v1" in line
     assert "--split ckplus-emotion-fan-10fold-v1` first" in line
     result = masks(work, folds="fmpn", jobs=2)  # the command it named makes them right
     assert result.record["n_folds"] == 10 and result.record["folds"]["split"] == FMPN_SPLIT

@@ -332,10 +332,11 @@ class Masks(Stage):
         made = record.get("params", {})
         if (made.get("scheme"), made.get("split")) != (scheme, split):
             how = f"--split {split}" if split else f"--scheme {scheme}"
-            was = " ".join(str(v) for v in (made.get("scheme"), made.get("split")) if v)
-            raise InputError(f"the {ctx.dataset.name} folds were made with {was}, not "
-                             f"{params.folds}: run `fer-prep folds --dataset {ctx.dataset.name} "
-                             f"{how}` first")
+            was = (f"--split {made['split']}" if made.get("split")
+                   else f"--scheme {made.get('scheme')}")
+            raise InputError(f"the {ctx.dataset.name} folds were made with {was}, and --folds "
+                             f"{params.folds} asks for {how}: run `fer-prep folds --dataset "
+                             f"{ctx.dataset.name} {how}` first")
 
 
 def _used(diffs: pd.DataFrame, fold_rows: pd.DataFrame) -> pd.DataFrame:
