@@ -169,8 +169,7 @@ def main(preset: str | None, root: Path | None, work: Path, device: str, workers
         dataset, recipe_runs = train_runs(preset)
         runs = []
         for run in recipe_runs:  # options given apply to every run; the same run trains once
-            merged = {"dataset": dataset, **train_options(run, f"preset {preset}",
-                                                          NOT_IN_PRESETS), **given}
+            merged = {"dataset": dataset, **train_options(run, f"preset {preset}"), **given}
             if merged not in runs:
                 runs.append(merged)
         if root is not None:

@@ -32,20 +32,19 @@ def train_runs(preset: str | Path) -> tuple[str, list[dict[str, Any]]]:
     return recipe.dataset, recipe.train_runs()
 
 
-def train_options(values: dict[str, Any], label: str, excluded: tuple[str, ...]
-                  ) -> dict[str, Any]:
+def train_options(values: dict[str, Any], label: str) -> dict[str, Any]:
     """A recipe run's values, each checked and converted as its fer-train option would be;
-    OptionError naming `label` for a key that is not an option or is one of `excluded`."""
+    OptionError naming `label` for a key that is not an option a recipe can set."""
     import click
 
-    from fer_models.cli import main
+    from fer_models.cli import NOT_IN_PRESETS, main
 
     params = {p.name: p for p in main.params}
     ctx = click.Context(main)
     out = {}
     for key, value in values.items():
         param = params.get(key)
-        if param is None or key in excluded:
+        if param is None or key in NOT_IN_PRESETS:
             raise OptionError(f"{label}: [train] {key} is not a fer-train option a recipe can "
                               "set")
         try:

@@ -36,8 +36,6 @@ STEPS = ("video2frame", "align", "folds", "masks", "export", "train")
 STAGE_STEPS = ("video2frame", "align", "folds", "masks")  # run by fer-prep's runner
 READ, EXPORT, TRAIN, VIDEO_ALIGN = "read", "export", "train", "video-align"
 TABLES = (READ, *STEPS[:2], VIDEO_ALIGN, *STEPS[2:])
-#: fer-train options a recipe's run may not set: the machine's and the invocation's
-MACHINE = ("device", "workers", "cache_gb", "resume", "quiet", "work", "root", "preset")
 
 
 @dataclass(frozen=True)
@@ -223,7 +221,7 @@ def _train_plan(rec: Recipe) -> list[dict[str, Any]]:
     """Every [train] run's options, checked as fer-train checks its command line."""
     from fer_models.presets import train_options
 
-    runs = [train_options(values, f"recipe {rec.name}", MACHINE) for values in rec.train_runs()]
+    runs = [train_options(values, f"recipe {rec.name}") for values in rec.train_runs()]
     if not runs:
         raise OptionError(f"recipe {rec.name}: [train] holds no run")
     for number, options in enumerate(runs, 1):

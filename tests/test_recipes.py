@@ -41,7 +41,6 @@ def _run(*args: str) -> str:
 
 def test_every_papers_protocol_has_a_recipe_whose_tables_are_valid() -> None:
     from fer_models.presets import train_options
-    from fer_prep.recipes import MACHINE
 
     assert set(PAPERS) <= set(list_recipes())
     for name in list_recipes():
@@ -58,7 +57,7 @@ def test_every_papers_protocol_has_a_recipe_whose_tables_are_valid() -> None:
         if "export" in recipe.steps:
             assert recipe.tables["export"]["format"] in EXPORTS.names(), name
         for run in recipe.train_runs():
-            assert "model" in train_options(run, name, MACHINE), name
+            assert "model" in train_options(run, name), name
 
 
 def test_a_recipe_inherits_its_presets_align_and_its_own_keys_win() -> None:
