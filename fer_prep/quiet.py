@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import cv2
 
-OPENCV_LOG_ERROR = 2  # cv2.utils.logging.LOG_LEVEL_ERROR; this build lacks cv2.utils.logging
+OPENCV_LOG_ERROR = 2  # cv2.utils.logging.LOG_LEVEL_ERROR (OpenCV 4 wheels lack that module)
 
 _lock = threading.Lock()
 _depth = 0  # open windows in this process: the first one redirects, the last one restores
@@ -28,7 +28,8 @@ _devnull_fd = -1
 
 def quiet_opencv() -> None:
     """Drop OpenCV's `[ WARN ]` and `[ INFO ]` lines in this process; errors still show."""
-    cv2.setLogLevel(OPENCV_LOG_ERROR)
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)  # OpenCV 5
+    (logging.setLogLevel if logging is not None else cv2.setLogLevel)(OPENCV_LOG_ERROR)
 
 
 @contextmanager

@@ -39,25 +39,68 @@ def dlib_model(name: str) -> Path:
     return path
 
 
-def mediapipe_model(*parts: str) -> Path:
-    """Path of a model file inside the mediapipe wheel, found without importing mediapipe."""
-    spec = find_spec("mediapipe")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("mediapipe missing: pip install mediapipe==0.10.21")
-    return Path(next(iter(spec.submodule_search_locations)), "modules", *parts)
+#: MediaPipe's Face Landmarker as shipped in this package: float16 version 1 (Apache-2.0, see
+#: models/NOTICE), the file Google publishes; no mediapipe wheel carries a model
+LANDMARKER = Path(__file__).resolve().parent / "models" / "face_landmarker.task"
+LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+LANDMARKER_ENV = "FER_PREP_FACE_LANDMARKER"
+#: what a Face Landmarker bundle holds (a zip): the detector, the mesh and the blendshapes
+LANDMARKER_PARTS = ("face_detector.tflite", "face_landmarks_detector.tflite",
+                    "face_blendshapes.tflite")
+
+
+def face_landmarker_model(path: str | Path | None = None) -> Path:
+    """The Face Landmarker bundle to load, checked: `path`, else $FER_PREP_FACE_LANDMARKER, else
+    the shipped one. The shipped file must have its SHA-256 (a changed or truncated copy is
+    an `InputError` naming it); another file must be a whole bundle of the three models.
+    About 10 ms (the digest of 3.7 MB)."""
+    import hashlib
+    import os
+    import zipfile
+
+    from fer_prep.errors import InputError
+
+    given = path or os.environ.get(LANDMARKER_ENV) or None
+    model = Path(given).expanduser() if given else LANDMARKER
+    try:
+        data = model.read_bytes()
+    except OSError as exc:
+        where = "--model" if path else (LANDMARKER_ENV if given else "the shipped model")
+        raise InputError(f"{model}: cannot read the Face Landmarker model ({where}): "
+                         f"{exc.strerror or exc}") from None
+    if model == LANDMARKER:
+        if hashlib.sha256(data).hexdigest() != LANDMARKER_SHA256:
+            raise InputError(f"{model}: the shipped Face Landmarker model is damaged ({len(data)} "
+                             f"bytes, not its SHA-256 {LANDMARKER_SHA256[:12]}…); reinstall "
+                             "fer-prep")
+        return model
+    import io
+
+    try:
+        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    except zipfile.BadZipFile:
+        names = set()
+    if not {LANDMARKER_PARTS[0], LANDMARKER_PARTS[1]} <= names:
+        raise InputError(f"{model}: not a whole MediaPipe Face Landmarker bundle (.task: a zip "
+                         f"of {', '.join(LANDMARKER_PARTS)}); truncated or another file?")
+    return model
 
 
 @dataclass(frozen=True)
 class BackendEntry:
     """A registered backend: its class as "module:Class" (imported when built) and the model
-    files it reads (located without importing it, so a no-op re-run loads no detector)."""
+    files it reads (located without importing it, so a no-op re-run loads no detector).
+
+    `model`: where the backend's replaceable model comes from (`--model PATH` or None for its
+    own), for a backend that takes one."""
 
     target: str
-    models: tuple[Callable[[], Path], ...]
+    models: tuple[Callable[[], Path], ...] = ()
     video_mode: bool = False  # its `tracker` follows faces itself (else it detects each frame)
+    model: Callable[[str | Path | None], Path] | None = None
 
-    def model_files(self) -> list[Path]:
-        return [locate() for locate in self.models]
+    def model_files(self, model: str | Path | None = None) -> list[Path]:
+        return [locate() for locate in self.models] + ([self.model(model)] if self.model else [])
 
 
 _DLIB68 = partial(dlib_model, "shape_predictor_68_face_landmarks.dat")
@@ -65,16 +108,16 @@ _DLIB5 = partial(dlib_model, "shape_predictor_5_face_landmarks.dat")
 _MMOD = partial(dlib_model, "mmod_human_face_detector.dat")
 
 BACKENDS: Registry[BackendEntry] = Registry("face backend")
-BACKENDS.add("mediapipe", BackendEntry("fer_prep.faces.mediapipe:MediaPipeBackend", (
-    partial(mediapipe_model, "face_detection", "face_detection_full_range_sparse.tflite"),
-    partial(mediapipe_model, "face_detection", "face_detection_short_range.tflite"),
-    partial(mediapipe_model, "face_landmark", "face_landmark_with_attention.tflite")),
-    video_mode=True))
+BACKENDS.add("mediapipe", BackendEntry("fer_prep.faces.mediapipe:MediaPipeBackend",
+                                       video_mode=True, model=face_landmarker_model))
 BACKENDS.add("dlib-hog", BackendEntry("fer_prep.faces.dlib:DlibHogBackend", (_DLIB68,)))
 BACKENDS.add("dlib-cnn", BackendEntry("fer_prep.faces.dlib:DlibCnnBackend", (_DLIB68, _MMOD)))
 BACKENDS.add("emotion-fan", BackendEntry("fer_prep.faces.dlib:EmotionFanBackend",
                                          (_DLIB68, _MMOD, _DLIB5)))
 BACKENDS.add("given", BackendEntry("fer_prep.faces.given:GivenBackend", (_DLIB68,)))
+
+#: the frame rate a tracker assumes for frames whose time it is not given
+FPS = 30.0
 
 #: frames smaller than this hold no usable face, and dlib's CNN corrupts memory on a 5×3 frame
 MIN_SIDE = 16
@@ -103,6 +146,8 @@ class Face:
     dlib5: np.ndarray | None = None  # (5, 2) dlib's 5-point predictor, when a backend runs it
     detector: str = ""  # which detector (or cascade pass) found the face
     detector_box: Box | None = None  # the box exactly as the detector gave it
+    blendshapes: np.ndarray | None = None  # (52,) scores 0…1 in `BLENDSHAPES` order (mediapipe)
+    pose: np.ndarray | None = None  # (3,) yaw, pitch, roll in degrees (mediapipe; see `head_pose`)
 
     @property
     def area(self) -> float:
@@ -140,14 +185,15 @@ class FaceBackend(ABC):
     def landmarks(self, image: np.ndarray, box: Box) -> Face:
         """The face inside `box`, with its landmarks (for boxes given by a dataset, too)."""
 
-    def tracker(self) -> Callable[[np.ndarray], Face | None]:
-        """A function from the next frame of one clip to its face (the largest), or None.
+    def tracker(self) -> Callable[[np.ndarray, float | None], Face | None]:
+        """A function from the next frame of one clip (and its time in seconds, where known) to
+        its face (the largest), or None.
 
         Call once per clip. Backends with a video mode override this to follow the face from
         frame to frame instead of detecting it afresh.
         """
 
-        def largest(image: np.ndarray) -> Face | None:
+        def largest(image: np.ndarray, time: float | None = None) -> Face | None:
             found = self.faces(image)
             return found[0] if found else None
 
@@ -187,10 +233,17 @@ def backend_class(name: str) -> type[FaceBackend]:
     return getattr(importlib.import_module(module), cls)
 
 
-def model_files(name: str) -> list[Path]:
+def model_files(name: str, model: str | Path | None = None) -> list[Path]:
     """The model files of backend `name` (hashed into every stage record), without importing
-    the backend."""
-    return BACKENDS.get(name).model_files()
+    the backend; `model` replaces its replaceable one (OptionError where it has none)."""
+    from fer_prep.errors import OptionError
+
+    entry = BACKENDS.get(name)
+    if model is not None and entry.model is None:
+        takes = ", ".join(n for n in BACKENDS.names() if BACKENDS.get(n).model)
+        raise OptionError(f"--model: the {name} backend reads its own models; --model is for "
+                          f"{takes}")
+    return entry.model_files(model)
 
 
 def has_video_mode(name: str) -> bool:
@@ -198,9 +251,14 @@ def has_video_mode(name: str) -> bool:
     return BACKENDS.get(name).video_mode
 
 
-def create_backend(name: str) -> FaceBackend:
-    """Build the backend registered as `name` (its models loaded once, here)."""
-    return backend_class(name)()
+def create_backend(name: str, model: str | Path | None = None) -> FaceBackend:
+    """Build the backend registered as `name` (its models loaded once, here); `model` replaces
+    the one model file it lets a user replace (the mediapipe backend's Face Landmarker)."""
+    cls = backend_class(name)
+    if BACKENDS.get(name).model:
+        return cls(model=model)  # which checks its model file
+    model_files(name, model)  # OptionError for a --model it cannot take
+    return cls()
 
 
 def list_backends() -> list[str]:

@@ -1,26 +1,56 @@
-"""MediaPipe backend (default): BlazeFace full-range detection, then the 478-point face mesh.
+"""MediaPipe backend (default): MediaPipe's Face Landmarker (the Tasks API, mediapipe ≥ 0.10.30).
 
-Uses mediapipe 0.10.21's `solutions` API, whose `.tflite` models ship inside the wheel (nothing is
-downloaded). The mesh runs on a square crop around each detected box, so small and several faces
-work; its 478 points are kept and mapped to the 68-point scheme.
+One model bundle, `face_landmarker.task` (shipped in `fer_prep/faces/models/`, or `--model`),
+holds BlazeFace short-range, the 478-point mesh and the 52-blendshape model. The backend uses:
 
-MediaPipe's graphs log from their own threads (absl, TFLite) when they open their calculators,
-which `SolutionBase` starts without waiting, and on their first faces; so every native call runs
-inside `native_quiet`, each model is warmed up inside the window that builds it, and the video
-mesh is reset inside the window of its clip's first frame.
+- **detection**: the bundle's detector (`FaceDetector`) on the whole image; where it finds
+  nothing, or only faces under a third of the image's shorter side (a group photo, a film
+  frame), it looks again in overlapping square windows of that side and of half of it (the
+  short-range model finds faces down to about 1/7 of what it is shown: so down to about 1/14
+  of the image, as the legacy full-range detector did), and on the image framed in a margin of
+  its own size (a pre-cropped face that fills the frame, e.g. FER2013's 48 px, which it misses
+  unframed). Windows' boxes are merged by non-maximum suppression; `detector` says which pass
+  found each face (`blazeface`, `blazeface-window`, `blazeface-framed`).
+- **landmarks**: the Face Landmarker (IMAGE mode) on a square crop twice the face box around
+  it, resized to 256 px, so small faces get the mesh's full resolution; of the faces it finds
+  there, the one nearest the crop's centre. Its 478 points are kept and mapped to the 68-point
+  scheme (`mesh68`); the same call gives the 52 blendshape scores and the facial transformation
+  matrix, from which the head pose (`head_pose`).
+- **video**: a Face Landmarker in VIDEO mode per clip (a fresh one, so a clip's result does not
+  depend on the clip before it), fed the frames' times; it follows the face from the last
+  frame's landmarks and redetects itself when it loses it; where it finds none, the detection
+  above runs on that frame.
+
+MediaPipe's native code logs on stderr (absl, TFLite, LiteRT) when a task is built and on its
+first frames, so every native call runs inside `native_quiet`, and each task is built and warmed
+up inside one window.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
+import math
 import sys
+import threading
 import types
+import weakref
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fer_prep.faces import Box, Face, FaceBackend, NoLandmarks, to_rgb
+from fer_prep.faces import (
+    FPS,
+    Box,
+    Face,
+    FaceBackend,
+    NoLandmarks,
+    face_landmarker_model,
+    to_rgb,
+)
 from fer_prep.faces.mesh68 import mesh_to_68
 from fer_prep.quiet import native_quiet
 
@@ -36,118 +66,193 @@ class _Deferred(types.ModuleType):
         return getattr(importlib.import_module(self.__name__), attr)
 
 
-def _import_mediapipe() -> types.ModuleType:
-    """mediapipe, without the matplotlib.pyplot its drawing utilities import and we never call:
-    0.18 of its 0.46 s import (measured), paid again by every worker process. The drawing
-    utilities keep a stand-in that imports pyplot if they are ever used; `import
-    matplotlib.pyplot` elsewhere gets the real module."""
+def _import_tasks() -> tuple[types.ModuleType, types.ModuleType]:
+    """(mediapipe, mediapipe.tasks.python.vision), without the matplotlib.pyplot that
+    mediapipe's drawing utilities import and we never call (0.3 of mediapipe 1.2.3's 0.55 s
+    import, measured; every worker pays it). The drawing utilities keep a stand-in that imports
+    pyplot if they are ever used; `import matplotlib.pyplot` elsewhere gets the real module."""
     if "matplotlib.pyplot" in sys.modules:
         import mediapipe
+        from mediapipe.tasks.python import vision
 
-        return mediapipe
+        return mediapipe, vision
     stand_in = sys.modules["matplotlib.pyplot"] = _Deferred("matplotlib.pyplot")
     try:
         import mediapipe
+        from mediapipe.tasks.python import vision
     finally:
         if sys.modules.get("matplotlib.pyplot") is stand_in:
             del sys.modules["matplotlib.pyplot"]
-    return mediapipe
+    return mediapipe, vision
 
 
-mp = _import_mediapipe()
+mp, vision = _import_tasks()
 
-CROP = 256  # side of the square crop handed to the mesh model (it works at 192)
-CONTEXT = 2.0  # crop side relative to the detected box's longer side
+CROP = 256  # side of the square crop handed to the landmarker (its mesh model reads 256)
+CONTEXT = 2.0  # crop side relative to the face box's longer side
+SMALL = 1 / 3  # faces under this part of the shorter side: look again in windows
+MIN_WINDOW = 64  # no window smaller than this (px)
+NMS_IOU = 0.3
+
+#: MediaPipe's 52 blendshape names (ARKit's, with `_neutral` first and without `tongueOut`), in
+#: the order of the model's scores and of the manifest's `blendshapes` column
+BLENDSHAPES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
+    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
+    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
+    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
+    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight",
+)
 
 
-#: a serialized NormalizedLandmark with x, y, z set: a length-delimited field (tag 0x0a, 15 bytes)
-#: holding three fixed32 floats (tags 0x0d, 0x15, 0x1d)
-_LANDMARK = np.dtype([("tag", "u1"), ("size", "u1"), ("tx", "u1"), ("x", "<f4"), ("ty", "u1"),
-                      ("y", "<f4"), ("tz", "u1"), ("z", "<f4")])
-_TAGS = {"tag": 0x0A, "size": 15, "tx": 0x0D, "ty": 0x15, "tz": 0x1D}
+def head_pose(matrix: np.ndarray) -> np.ndarray:
+    """(yaw, pitch, roll) in degrees: the Euler angles of a 4×4 facial transformation matrix
+    (canonical face → camera, column vectors), R = Rz(roll) · Ry(yaw) · Rx(pitch); 0, 0, 0 for a
+    face looking straight into the camera. Measured on real faces (tests/test_mediapipe.py): yaw
+    < 0 when the face turns towards the image's left, pitch > 0 when it looks down, roll < 0
+    when it is turned clockwise in the image."""
+    r = np.asarray(matrix, dtype=np.float64)[:3, :3]
+    r = r / np.cbrt(np.linalg.det(r))  # the transform may carry a scale
+    yaw = math.degrees(math.asin(max(-1.0, min(1.0, -r[2, 0]))))
+    pitch = math.degrees(math.atan2(r[2, 1], r[2, 2]))
+    roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
+    return np.array([yaw, pitch, roll], dtype=np.float32)
 
 
-def mesh_points(landmarks) -> np.ndarray:
-    """(N, 3) float32 normalised x, y, z of a NormalizedLandmarkList, read from its serialized
-    bytes in one numpy view (a Python loop over 478 messages costs ~0.2 ms a frame); the loop
-    where the bytes are laid out otherwise (a field unset, visibility present)."""
-    raw = landmarks.SerializeToString()
-    n = len(landmarks.landmark)
-    if len(raw) == n * _LANDMARK.itemsize:
-        rec = np.frombuffer(raw, _LANDMARK)
-        if all((rec[field] == value).all() for field, value in _TAGS.items()):
-            return np.stack([rec["x"], rec["y"], rec["z"]], 1)
-    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)
+def _image(rgb: np.ndarray):
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+
+
+def _windows(h: int, w: int, side: int) -> list[tuple[int, int]]:
+    """Top-left corners of squares of `side` covering an h × w image, overlapping by half."""
+    def starts(length: int) -> list[int]:
+        last = max(length - side, 0)
+        return sorted({*range(0, last + 1, max(side // 2, 1)), last})
+
+    return [(x, y) for y in starts(h) for x in starts(w)]
+
+
+def _close(tasks: list) -> None:
+    """Close a backend's MediaPipe tasks (when it goes, or at exit)."""
+    with native_quiet():  # LiteRT says goodbye on stderr
+        while tasks:
+            tasks.pop().close()
+    _OPEN[:] = [t for t in _OPEN if t is not tasks]
+
+
+#: every live backend's open tasks. They are closed before the interpreter stops its threads:
+#: a task calls its native library through a thread pool that `concurrent.futures` shuts down
+#: then, so at `atexit` (and in `__del__` at teardown, as mediapipe 1.2.3 does) `close` fails
+#: with a traceback on stderr. `threading._register_atexit` is the hook concurrent.futures uses;
+#: hooks run last registered first, so its own is registered before ours.
+_OPEN: list[list] = []
+importlib.import_module("concurrent.futures.thread")
+threading._register_atexit(lambda: [_close(tasks) for tasks in list(_OPEN)])
 
 
 class MediaPipeBackend(FaceBackend):
     name = "mediapipe"
 
-    def __init__(self, min_confidence: float = 0.5) -> None:
+    def __init__(self, model: str | Path | None = None, min_confidence: float = 0.5) -> None:
+        self.model = face_landmarker_model(model)
+        self.bundle = self.model.read_bytes()
+        base = mp.tasks.BaseOptions
+        detector_bytes = zipfile.ZipFile(io.BytesIO(self.bundle)).read("face_detector.tflite")
+        self._tasks: list = []  # closed when the backend goes, or at exit
+        _OPEN.append(self._tasks)
+        self._last_video = None
+        weakref.finalize(self, _close, self._tasks)
+        blank = _image(np.zeros((64, 64, 3), np.uint8))
         with native_quiet():
-            # full range (faces down to ~1/10 of the frame) first; short range for faces that
-            # fill the frame (pre-cropped datasets), which the full-range model misses
-            self.detectors = [
-                (tag, mp.solutions.face_detection.FaceDetection(
-                    model_selection=selection, min_detection_confidence=min_confidence))
-                for tag, selection in (("blazeface-full", 1), ("blazeface-short", 0))
-            ]
-            self.mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                min_detection_confidence=0.3,
-            )
-            # video mode: MediaPipe follows the face from the last frame's landmarks and runs
-            # its (short-range) detector only when it loses it — about 3 ms a frame instead of 12
-            self.video_mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-            )
-            # `process` waits until the graph is idle, so its calculators have opened (and
-            # logged) before the window closes
-            blank = np.zeros((64, 64, 3), np.uint8)
-            for solution in (*(d for _, d in self.detectors), self.mesh, self.video_mesh):
-                solution.process(blank)
+            self.detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
+                base_options=base(model_asset_buffer=detector_bytes),
+                min_detection_confidence=min_confidence))
+            # on a crop around a detected face: a low presence bar keeps the blurry 48-px faces
+            # the detector found (388 of FER2013's first 400 rows, against 383 at 0.5)
+            self.mesh = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+                base_options=base(model_asset_buffer=self.bundle), num_faces=3,
+                min_face_detection_confidence=min_confidence, min_face_presence_confidence=0.1,
+                output_face_blendshapes=True, output_facial_transformation_matrixes=True))
+            self._tasks += [self.detector, self.mesh]
+            self.detector.detect(blank)
+            self.mesh.detect(blank)
 
-    def tracker(self) -> Callable[[np.ndarray], Face | None]:
-        fresh = True  # reset on the first frame: the restarted graph logs until a `process`
+    def _video(self):
+        """A fresh VIDEO-mode landmarker (about 25 ms to build), the previous one closed."""
+        with native_quiet():
+            if self._last_video is not None:
+                self._tasks.remove(self._last_video)
+                self._last_video.close()
+            video = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+                base_options=mp.tasks.BaseOptions(model_asset_buffer=self.bundle),
+                running_mode=vision.RunningMode.VIDEO, num_faces=1,
+                output_face_blendshapes=True, output_facial_transformation_matrixes=True))
+        self._tasks.append(video)
+        self._last_video = video
+        return video
 
-        def track(image: np.ndarray) -> Face | None:
-            nonlocal fresh
-            rgb = to_rgb(image)
+    def tracker(self) -> Callable[[np.ndarray, float | None], Face | None]:
+        video = self._video()
+        last = -1  # the last timestamp (ms) given: VIDEO mode wants them strictly increasing
+        count = 0
+
+        def track(image: np.ndarray, time: float | None = None) -> Face | None:
+            nonlocal last, count
+            ms = round(1000 * (time if time is not None else count / FPS))
+            last = ms = max(ms, last + 1)
+            count += 1
             with native_quiet():
-                if fresh:
-                    self.video_mesh.reset()
-                    fresh = False
-                result = self.video_mesh.process(rgb)
-            if not result.multi_face_landmarks:  # lost (or never found): detect afresh
+                result = video.detect_for_video(_image(to_rgb(image)), ms)
+            if not result.face_landmarks:  # lost (or never found): detect afresh
                 found = self.faces(image)
                 return found[0] if found else None
             h, w = image.shape[:2]
-            mesh = (mesh_points(result.multi_face_landmarks[0]).astype(np.float64)
-                    * (w, h, w)).astype(np.float32)
+            mesh = _points(result.face_landmarks[0]) * np.array([w, h, w], np.float32)
             lm68 = mesh_to_68(mesh)
             x0, y0 = lm68.min(0)
             x1, y1 = lm68.max(0)
             box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
             return Face(box=box, score=float("nan"), landmarks68=lm68, landmarks478=mesh,
-                        detector="mesh-tracking")
+                        detector="mesh-tracking", **_extras(result, 0))
 
         return track
 
-    def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
-        h, w = image.shape[:2]
-        rgb = to_rgb(image)
-        detections, tag = [], ""
+    def _found(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
         with native_quiet():
-            for tag, detector in self.detectors:  # noqa: B007  (the tag of the one that found)
-                detections = detector.process(rgb).detections or []
-                if detections:
-                    break
-        found = []
-        for det in detections:
-            rb = det.location_data.relative_bounding_box
-            box = (rb.xmin * w, rb.ymin * h, rb.width * w, rb.height * h)
-            found.append((box, float(det.score[0]), tag))
-        return found
+            detections = self.detector.detect(_image(rgb)).detections
+        return [((float(d.bounding_box.origin_x), float(d.bounding_box.origin_y),
+                  float(d.bounding_box.width), float(d.bounding_box.height)),
+                 float(d.categories[0].score)) for d in detections]
+
+    def detect(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
+        rgb = to_rgb(image)
+        h, w = rgb.shape[:2]
+        short = min(h, w)
+        found = [(box, score, "blazeface") for box, score in self._found(rgb)]
+        if not found or min(max(b[2], b[3]) for b, _, _ in found) < SMALL * short:
+            for side in (short, short // 2):
+                if side < MIN_WINDOW or (side == short and h == w):
+                    continue  # too small to hold a face, or the whole image again
+                for x, y in _windows(h, w, side):
+                    found += [((bx + x, by + y, bw, bh), score, "blazeface-window")
+                              for (bx, by, bw, bh), score in
+                              self._found(rgb[y:y + side, x:x + side])]
+        if not found:  # a face filling the frame: frame it in a margin of its own size
+            framed = cv2.copyMakeBorder(rgb, h // 2, h // 2, w // 2, w // 2,
+                                        cv2.BORDER_CONSTANT)
+            found = [((bx - w // 2, by - h // 2, bw, bh), score, "blazeface-framed")
+                     for (bx, by, bw, bh), score in self._found(framed)]
+        if len(found) < 2:
+            return found
+        keep = cv2.dnn.NMSBoxes([[round(v) for v in b] for b, _, _ in found],
+                                [s for _, s, _ in found], 0.0, NMS_IOU)
+        return [found[i] for i in np.asarray(keep, dtype=int).ravel()]
 
     def landmarks(self, image: np.ndarray, box: Box) -> Face:
         x, y, bw, bh = box
@@ -158,12 +263,31 @@ class MediaPipeBackend(FaceBackend):
         m = np.array([[scale, 0, CROP / 2 - scale * cx], [0, scale, CROP / 2 - scale * cy]])
         crop = cv2.warpAffine(to_rgb(image), m, (CROP, CROP), flags=cv2.INTER_LINEAR)
         with native_quiet():
-            result = self.mesh.process(crop)
-        if not result.multi_face_landmarks:
+            result = self.mesh.detect(_image(crop))
+        if not result.face_landmarks:
             raise NoLandmarks(f"no face mesh inside box {tuple(round(v) for v in box)}")
-        pts = mesh_points(result.multi_face_landmarks[0]).astype(np.float64)
+        meshes = [_points(face) * CROP for face in result.face_landmarks]
+        i = int(np.argmin([np.hypot(*(p[:, :2].mean(0) - CROP / 2)) for p in meshes]))
+        pts = meshes[i].astype(np.float64)
         mesh = np.empty_like(pts, dtype=np.float32)
-        mesh[:, 0] = (pts[:, 0] * CROP - m[0, 2]) / scale
-        mesh[:, 1] = (pts[:, 1] * CROP - m[1, 2]) / scale
-        mesh[:, 2] = pts[:, 2] * CROP / scale
-        return Face(box=box, score=1.0, landmarks68=mesh_to_68(mesh), landmarks478=mesh)
+        mesh[:, 0] = (pts[:, 0] - m[0, 2]) / scale
+        mesh[:, 1] = (pts[:, 1] - m[1, 2]) / scale
+        mesh[:, 2] = pts[:, 2] / scale
+        return Face(box=box, score=1.0, landmarks68=mesh_to_68(mesh), landmarks478=mesh,
+                    **_extras(result, i))
+
+
+def _points(landmarks: list) -> np.ndarray:
+    """(N, 3) float32 normalised x, y, z of one face's landmarks."""
+    return np.array([(p.x, p.y, p.z) for p in landmarks], dtype=np.float32)
+
+
+def _extras(result, i: int) -> dict[str, np.ndarray | None]:
+    """Face `i`'s blendshape scores and head pose, where the result has them."""
+    shapes = result.face_blendshapes[i] if result.face_blendshapes else None
+    matrices = result.facial_transformation_matrixes
+    return {
+        "blendshapes": None if shapes is None else
+        np.array([c.score for c in shapes], dtype=np.float32),
+        "pose": head_pose(matrices[i]) if matrices else None,
+    }

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fer_prep.align import TEMPLATES
 from fer_prep.errors import WorkError
 from fer_prep.faces import (
+    FPS,
+    LANDMARKER_ENV,
     FaceBackend,
     Hint,
     NoLandmarks,
@@ -75,6 +77,8 @@ class AlignParams(Params):
                                  low=16, high=4096)
     format: str = option("png", "Chip files: png (lossless) or jpg (q95, faster).",
                          choices=FORMATS)
+    model: str | None = option(None, "The mediapipe backend's Face Landmarker (.task) to use "
+                               f"[${LANDMARKER_ENV}, else the one shipped].")
 
     def resolved(self) -> AlignParams:
         """Fill the template's defaults in, so the stage record says what was used."""
@@ -96,7 +100,7 @@ class FrameAlignParams(AlignParams):
 
 
 @cache
-def worker_backend(name: str) -> FaceBackend:
+def worker_backend(name: str, model: str | None = None) -> FaceBackend:
     """One backend per worker process, built on first use and kept for every later batch.
 
     The worker processes are the parallelism: OpenCV's own thread pool would only compete with
@@ -107,7 +111,7 @@ def worker_backend(name: str) -> FaceBackend:
     from fer_prep.faces import create_backend
 
     cv2.setNumThreads(1)
-    return create_backend(name)
+    return create_backend(name, model)
 
 
 def face_path(item_path: str, fmt: str) -> str:
@@ -145,6 +149,9 @@ def chip_fields(image: np.ndarray, face: Face, rel: str, params: AlignParams, fo
         "landmarks478": face.landmarks478,
         "dlib5": face.dlib5,
         "matrix": matrix,
+        "blendshapes": face.blendshapes,
+        **dict(zip(("yaw", "pitch", "roll"),
+                   [None] * 3 if face.pose is None else face.pose.tolist(), strict=True)),
     }
 
 
@@ -160,7 +167,7 @@ def align_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
     """Worker: align each item's image, following each run of frames; every item yields a row,
     whatever happens."""
     params: FrameAlignParams = job.params
-    backend = worker_backend(params.backend)
+    backend = worker_backend(params.backend, params.model)
     rows = []
     for run in frame_runs(items, params.follow and not params.upscale
                           and has_video_mode(params.backend)):
@@ -216,17 +223,20 @@ def _follow(run: list[dict[str, Any]], backend: FaceBackend, job: Job) -> list[d
     that cannot be read or that a model fails on starts a new tracker (as a gap does)."""
     track = backend.tracker()
 
-    def tracked(image: np.ndarray) -> tuple[list[Face], bool]:
-        face = track(image)
-        return ([] if face is None else [face]), False
-
     rows = []
     for item in run:
-        row = _align_one(item, job, tracked)
+        # a sequence's frames have numbers, not times: FPS frames a second
+        row = _align_one(item, job, partial(_tracked, track, int(item["frame"]) / FPS))
         rows.append(row)
         if row["status"] in ("unreadable", "failed"):
             track = backend.tracker()
     return rows
+
+
+def _tracked(track: Callable[[np.ndarray, float | None], Face | None], time: float,
+             image: np.ndarray) -> tuple[list[Face], bool]:
+    face = track(image, time)
+    return ([] if face is None else [face]), False
 
 
 def _align_one(item: dict[str, Any], job: Job, locate: Locate) -> dict[str, Any]:
@@ -321,7 +331,7 @@ class Align(Stage):
     shows = {"faces": FACES}
 
     def models(self, params: FrameAlignParams) -> list[Path]:
-        return model_files(params.backend)
+        return model_files(params.backend, params.model)
 
     def items(self, ctx: Context, params: FrameAlignParams) -> pd.DataFrame:
         items = ctx.source_items()

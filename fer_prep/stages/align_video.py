@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fer_prep.errors import WorkError
-from fer_prep.faces import model_files
+from fer_prep.faces import FPS, model_files
 from fer_prep.faces.views import VIEW_CHOICES
 from fer_prep.manifest import FACE_COLUMNS
 from fer_prep.params import option
@@ -213,6 +213,11 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, job: Job) -> list[di
 
     try:
         frames = _frames_of(item, params, job.dataset)
+        # the tracker's clock: the frames' own times where known (video2frame's), else the
+        # frame numbers at --fps (or FPS) frames a second
+        known = dict(zip(item.get("frame_numbers") or (), item.get("timestamps") or (),
+                         strict=False))
+        step = 1 / (params.fps or FPS)
         for n, image in frames():
             base[n] = {**meta, "sample_id": job.dataset.frame_id(item["sample_id"], n),
                        "frame": n, "backend": params.backend}
@@ -224,7 +229,8 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, job: Job) -> list[di
             image = in_view(image, view)
             base[n].update(height=image.shape[0], width=image.shape[1], view=view)
             try:
-                face = track(image)
+                time = known.get(n)
+                face = track(image, (n - 1) * step if time is None else float(time))
             except Exception as exc:  # one odd frame must not end the clip
                 done[n] = failure(exc, where(n), params.backend, image)
                 continue
@@ -276,7 +282,7 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, job: Job) -> list[di
 
 def align_clip_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
     """Worker: align every frame of each clip of the batch."""
-    backend = worker_backend(job.params.backend)
+    backend = worker_backend(job.params.backend, job.params.model)
     return [row for item in items for row in _align_clip(item, backend, job)]
 
 
@@ -312,7 +318,7 @@ class AlignVideo(Stage):
         return params.from_video
 
     def models(self, params: VideoAlignParams) -> list[Path]:
-        return model_files(params.backend)
+        return model_files(params.backend, params.model)
 
     def items(self, ctx: Context, params: VideoAlignParams) -> pd.DataFrame:
         if params.from_video:
