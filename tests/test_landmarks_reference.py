@@ -85,29 +85,13 @@ def test_mesh_table_is_a_convex_blend() -> None:
     np.testing.assert_allclose(mesh_to_68(mesh[:468]), mesh_to_68(mesh))
 
 
-def test_mesh_points_read_from_the_bytes_equal_the_messages(shared: Path) -> None:
-    """The numpy view of a real face's serialized landmarks gives each message's x, y, z, and
-    a layout it does not know (visibility set) falls back to the messages."""
-    from fer_prep.faces.mediapipe import mesh_points
-
-    backend = create_backend("mediapipe")
-    frames = shared / "data/ckplus/cohn-kanade-images"
-    image = cv2.imread(str(frames / "S052/001/S052_001_00000015.png"))
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    landmarks = backend.video_mesh.process(rgb).multi_face_landmarks[0]
-    loop = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)
-    assert loop.shape == (478, 3) and np.array_equal(mesh_points(landmarks), loop)
-    landmarks.landmark[5].visibility = 0.5
-    assert np.array_equal(mesh_points(landmarks), loop)
-
-
 def test_the_mediapipe_backend_imports_without_pyplot_and_pyplot_still_works() -> None:
     """Importing the backend leaves matplotlib.pyplot unimported (a worker's start-up), and
     both a later `import matplotlib.pyplot` and mediapipe's drawing utilities get the real one."""
     code = ("import sys\nimport fer_prep.faces.mediapipe as m\n"
             "print('matplotlib.pyplot' in sys.modules)\n"
             "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-            "drawing = m.mp.solutions.drawing_utils\n"
+            "drawing = m.vision.drawing_utils\n"
             "print(drawing.plt.figure is plt.figure, type(plt).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
