@@ -37,7 +37,8 @@ SOURCES = 8  # source frames drawn with their box and landmarks
 WORST = 12  # faces in each "worst" sheet
 #: manifest columns no section reads, left unread (meshes, other landmark sets, vote counts)
 UNREAD = frozenset({"landmarks478", "landmarks5", "dlib5", "detector_box", "landmarks5_manual",
-                    "landmarks37_auto", "votes", "target", "fingerprint"})
+                    "landmarks37_auto", "votes", "target", "fingerprint", "blendshapes"})
+TOP_SHAPES = 5  # blendshapes named per class, the strongest first
 CLIPS = 200  # clips with a status strip, those with the most frames not ok first
 STRIP = {"ok": (80, 170, 60), "borrowed": (40, 170, 240), "no_face": (60, 60, 220)}  # BGR
 OTHER = (90, 90, 90)  # any other status on a strip
@@ -253,6 +254,63 @@ def _classes_section(folder: Path, ok: pd.DataFrame) -> str:
     return "<h3>Aligned faces per class</h3>" + "".join(parts)
 
 
+def _expression_section(folder: Path, ok: pd.DataFrame) -> str:
+    """MediaPipe's head pose (histograms of yaw, pitch and roll) and blendshapes (the mean score
+    of each per class, as a heat map and the strongest few in a table), where align gave them.
+    The blendshapes are read here from the manifest's Arrow column, for the ok rows alone."""
+    import io
+
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if "yaw" not in ok or not ok["yaw"].notna().any():
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fer_prep.faces import BLENDSHAPES
+
+    def png(fig: Any) -> str:
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        return _data_uri(buf.getvalue(), "png")
+
+    posed = ok[ok["yaw"].notna()]
+    fig, axes = plt.subplots(1, 3, figsize=(9, 2.4))
+    for ax, angle in zip(axes, ("yaw", "pitch", "roll"), strict=True):
+        ax.hist(posed[angle].astype(float), bins=36, range=(-90, 90), color="#4a7")
+        ax.set_title(f"{angle} (°)", fontsize=9)
+    out = ("<h3>Head pose</h3>" + _img(png(fig), f"{len(posed)} faces; yaw < 0: turned "
+           "towards the image's left, pitch > 0: looking down, roll < 0: turned clockwise",
+           "head pose histograms"))
+    column = pq.read_table(folder / "manifest.parquet", columns=["blendshapes"])["blendshapes"]
+    column = column.take(ok.index.to_numpy())
+    scored = pc.list_value_length(column).to_numpy(zero_copy_only=False) == len(BLENDSHAPES)
+    if not scored.any():
+        return out
+    scores = pc.list_flatten(column.filter(scored)).to_numpy().reshape(-1, len(BLENDSHAPES))
+    labels = ok["label"].fillna("(unlabelled)").to_numpy()[scored] if "label" in ok \
+        else np.full(len(scores), "all")
+    classes = sorted(set(labels))
+    means = np.stack([scores[labels == c].mean(0) for c in classes])
+    fig, ax = plt.subplots(figsize=(11, 0.5 + 0.3 * len(classes)))
+    ax.imshow(means, aspect="auto", cmap="magma", vmin=0, vmax=max(float(means.max()), 1e-6))
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xticks(range(len(BLENDSHAPES)), BLENDSHAPES, rotation=90, fontsize=6)
+    rows = [[c, int((labels == c).sum()), ", ".join(
+        f"{BLENDSHAPES[i]} {m[i]:.2f}" for i in np.argsort(-m[1:])[:TOP_SHAPES] + 1)]
+        for c, m in zip(classes, means, strict=True)]
+    return (out + "<h3>Blendshapes per class (mean score)</h3>"
+            + _img(png(fig), "MediaPipe's 52 blendshape scores, mean per class",
+                   "blendshape means per class")
+            + _table(["class", "faces", f"strongest {TOP_SHAPES} (without _neutral)"], rows))
+
+
 def _template_error(row: dict[str, Any], size: int, padding: float) -> float:
     """Mean distance, in % of the chip's side, of the face's points 17–67 once aligned from
     where dlib's mean face puts them in a chip of this size and padding."""
@@ -445,7 +503,8 @@ def _dataset_section(work: Path, status: DatasetStatus) -> str:
     if ok is not None and len(ok):
         folder = work / dataset / "align"
         out += [_classes_section(folder, ok), _sources_section(work, dataset, ok),
-                _worst_section(folder, ok, read_record(folder) or {})]
+                _worst_section(folder, ok, read_record(folder) or {}),
+                _expression_section(folder, ok)]
     if "align" in manifests:
         out.append(_strips_section(manifests["align"]))
     out.append(_masks_section(work, dataset))

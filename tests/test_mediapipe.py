@@ -55,7 +55,7 @@ def test_the_shipped_model_is_googles_float16_v1() -> None:
 
 
 def test_blendshapes_and_pose_in_the_align_manifest(aligned: pd.DataFrame) -> None:
-    from fer_prep.faces.mediapipe import BLENDSHAPES
+    from fer_prep.faces import BLENDSHAPES
 
     ok = aligned[aligned["status"] == "ok"]
     assert len(ok) == 72
@@ -70,7 +70,7 @@ def test_blendshapes_and_pose_in_the_align_manifest(aligned: pd.DataFrame) -> No
 
 def test_a_smile_scores_above_its_neutral_frame(aligned: pd.DataFrame) -> None:
     """Every happiness sequence's peak frames score mouthSmile* above its neutral first frame."""
-    from fer_prep.faces.mediapipe import BLENDSHAPES
+    from fer_prep.faces import BLENDSHAPES
 
     cols = [BLENDSHAPES.index(name) for name in SMILE]
     aligned = aligned.assign(smile=[np.mean(np.asarray(b)[cols]) for b in aligned["blendshapes"]])
@@ -85,7 +85,8 @@ def test_a_smile_scores_above_its_neutral_frame(aligned: pd.DataFrame) -> None:
 
 
 def test_the_names_are_the_models_own(backend, shared: Path) -> None:
-    from fer_prep.faces.mediapipe import BLENDSHAPES, _image
+    from fer_prep.faces import BLENDSHAPES
+    from fer_prep.faces.mediapipe import _image
 
     image = cv2.imread(str(shared / "data/media/single_face.jpg"))
     result = backend.mesh.detect(_image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))

@@ -82,7 +82,7 @@ def test_the_demo_report_renders_in_chromium(demo_work: Path, chromium: str,
     for section in ("Stages", "Failures", "Aligned faces per class", "Sources with box",
                     "Worst first", "Frames over time, per clip", "Masks per fold and class",
                     "Folds: test rows per class and fold", "Subjects per fold",
-                    "Training: resnet18"):
+                    "Training: resnet18", "Head pose", "Blendshapes per class (mean score)"):
         assert section in html, section
     assert not re.search(r'src="(?!data:)', html)  # self-contained: every picture embedded
     assert "a column per class (anger, contempt, disgust" in html  # the masks' class order

@@ -94,23 +94,6 @@ SMALL = 1 / 3  # faces under this part of the shorter side: look again in window
 MIN_WINDOW = 64  # no window smaller than this (px)
 NMS_IOU = 0.3
 
-#: MediaPipe's 52 blendshape names (ARKit's, with `_neutral` first and without `tongueOut`), in
-#: the order of the model's scores and of the manifest's `blendshapes` column
-BLENDSHAPES = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
-    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
-    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
-    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
-    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
-    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
-    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
-    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
-    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight",
-)
-
-
 def head_pose(matrix: np.ndarray) -> np.ndarray:
     """(yaw, pitch, roll) in degrees: the Euler angles of a 4×4 facial transformation matrix
     (canonical face → camera, column vectors), R = Rz(roll) · Ry(yaw) · Rx(pitch); 0, 0, 0 for a
