@@ -117,6 +117,9 @@ class Command(OneLineErrors, click.Command):
 @click.option("--standardize", is_flag=True, default=None,
               help="resnet18: each face to zero mean and unit variance first (lighting, skin "
                    "tone) [off].")
+@click.option("--expression", is_flag=True, default=None,
+              help="resnet18: also classify each face's MediaPipe blendshape scores and head "
+                   "pose (align with the mediapipe backend) beside the image [off].")
 @click.option("--step", type=click.IntRange(1, 2),
               help="mafer: 1 = the base on faces at random resolutions (expression labels here, "
                    "VGGFace2 identities in the seed), 2 = expressions from step 1's base [2].")

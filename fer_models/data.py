@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from fer_models.inputs import Inputs, Masks
+from fer_models.inputs import N_SHAPES, Inputs, Masks
+from fer_prep.faces import BLENDSHAPES
 from fer_prep.images import read_image
 
 Item = dict[str, torch.Tensor]
@@ -41,6 +42,12 @@ MIRROR68 = (
     + list(range(54, 47, -1)) + list(range(59, 54, -1)) + list(range(64, 59, -1))
     + list(range(67, 64, -1))
 )
+#: each blendshape's mirror image (…Left ↔ …Right: the face's own sides swap), then the pose
+MIRROR_SHAPES = [
+    BLENDSHAPES.index(n.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right"))
+    for n in BLENDSHAPES] + [N_SHAPES, N_SHAPES + 1, N_SHAPES + 2]
+#: the pose's sign in a mirror image: yaw and roll turn the other way, pitch stays
+MIRROR_POSE = (-1.0, 1.0, -1.0)
 
 
 def load_chip(path: Path, size: int) -> torch.Tensor:
@@ -104,12 +111,26 @@ def augment(batch: Item) -> Item:
     for key in ("image", "mask"):
         if key in batch:
             out[key] = _warp(batch[key], theta)
+    if "expression" in batch:
+        out["expression"] = _expression(batch["expression"], flip, turn)
     if "landmarks" in batch:
         inverse = torch.linalg.inv(theta[:, :, :2])
         moved = (2 * batch["landmarks"] - 1 - theta[:, None, :, 2]) @ inverse.transpose(1, 2)
         points = (moved + 1) / 2
         out["landmarks"] = torch.where(flip[:, None, None], points[:, MIRROR68], points)
     return out
+
+
+def _expression(values: torch.Tensor, flip: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+    """Blendshapes and pose (B, EXPRESSION) as the augmented face shows them: the roll turned
+    with the face (the output turns it anticlockwise by `turn`; roll < 0 is clockwise), then,
+    in a mirror image, the sides swapped and yaw and roll negated (checked against the
+    backend on augmented chips: tests/test_expression_input.py)."""
+    turned = values.clone()
+    turned[:, N_SHAPES + 2] += torch.rad2deg(turn).to(values.dtype) / 90.0
+    mirrored = turned[:, MIRROR_SHAPES] * torch.tensor(
+        [1.0] * N_SHAPES + list(MIRROR_POSE), dtype=values.dtype)
+    return torch.where(flip[:, None], mirrored, turned)
 
 
 def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -154,7 +175,8 @@ class SeededSampler(Sampler[tuple[int, int]]):
 class FaceDataset(Dataset):
     """One item per row: `image` uint8 (3, S, S), `label`, for training `crop` (see `augment`);
     with `landmarks=True` also
-    `landmarks` (68, 2) in [0, 1] and `has_landmarks`; with masks, `mask` uint8 (1, m, m) (the
+    `landmarks` (68, 2) in [0, 1] and `has_landmarks`; with `expression=True` also
+    `expression` (EXPRESSION,) and `has_expression`; with masks, `mask` uint8 (1, m, m) (the
     pseudo mask of the row's class) and `has_mask`; `rotate`: the training turn's range in degrees;
     with `soft=True`, `soft` (C,): the row's
     vote distribution (FER+), which the loss then targets instead of `label`."""
@@ -162,8 +184,10 @@ class FaceDataset(Dataset):
     def __init__(self, inputs: Inputs, rows: pd.DataFrame, size: int, train: bool,
                  landmarks: bool = False, masks: Masks | None = None,
                  cache_bytes: int = 4 << 30, threads: int = 4, soft: bool = False,
-                 rotate: float = 0.0) -> None:
+                 rotate: float = 0.0, expression: bool = False) -> None:
         self.train, self.masks, self.rotate = train, masks, rotate
+        self.expression = torch.from_numpy(inputs.expression[rows.index]) if expression else None
+        self.has_expression = torch.tensor(rows["has_expression"].to_numpy(), dtype=torch.bool)
         self.soft = torch.from_numpy(inputs.soft[rows.index]) if soft else None
         self.store = ChipStore([inputs.align_dir / p for p in rows["face_path"]], size,
                                cache_bytes, threads)
@@ -185,6 +209,9 @@ class FaceDataset(Dataset):
         if self.landmarks is not None:
             item["landmarks"] = self.landmarks[i]
             item["has_landmarks"] = self.has_landmarks[i]
+        if self.expression is not None:
+            item["expression"] = self.expression[i]
+            item["has_expression"] = self.has_expression[i]
         if self.masks is not None:
             item["mask"] = torch.from_numpy(self.masks.images[target]).unsqueeze(0)
             item["has_mask"] = torch.tensor(bool(self.masks.present[target]))

@@ -27,6 +27,9 @@ from fer_prep.manifest import PARQUET, read_manifest
 
 ALIGN, FOLDS, MASKS = "align", "folds", "masks"
 N_POINTS = 68
+#: the expression input: MediaPipe's 52 blendshape scores, then yaw, pitch and roll / 90°
+N_SHAPES = 52
+EXPRESSION = N_SHAPES + 3
 VALIDATION = -2  # the fold number of the rows of a dataset's validation split
 
 
@@ -40,8 +43,10 @@ class Inputs:
 
     `rows`: the folds manifest's ok rows of the classes trained on (sample_id, subject,
     sequence, frame, label, face_path, fold, …) plus `target` (index into `classes`) and
-    `has_landmarks`; `landmarks` (len(rows), 68, 2): chip-space points scaled to [0, 1] across
-    the chip (x = (column + 0.5) / side), zeros where a row has none.
+    `has_landmarks` and `has_expression`; `landmarks` (len(rows), 68, 2): chip-space points
+    scaled to [0, 1] across the chip (x = (column + 0.5) / side), zeros where a row has none;
+    `expression` (len(rows), EXPRESSION): the face's blendshape scores and head pose / 90° as
+    the mediapipe backend gave them, zeros where a row has none.
     """
 
     dataset: str
@@ -53,6 +58,7 @@ class Inputs:
     classes: list[str]
     rows: pd.DataFrame
     landmarks: np.ndarray
+    expression: np.ndarray
     left_out: dict[str, int] = field(default_factory=dict)  # label → rows not trained on
     #: (len(rows), len(classes)) vote distributions over `classes` (FER+'s), where given
     soft: np.ndarray | None = None
@@ -103,9 +109,11 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     chip_size = int(align_record.get("params", {}).get("size") or 0) or _chip_side(rows, align_dir)
     points, has = _landmarks(rows, faces, chip_size)
     rows["has_landmarks"] = has
+    expression, rows["has_expression"] = _expression(rows, faces)
     return Inputs(dataset=dataset, work=work, align_dir=align_dir, chip_size=chip_size,
                   n_folds=int(folds_record["n_folds"]), folds_params=folds_record.get("params", {}),
-                  classes=wanted, rows=rows, landmarks=points, left_out=left_out,
+                  classes=wanted, rows=rows, landmarks=points, expression=expression,
+                  left_out=left_out,
                   soft=_soft(rows, faces, wanted, info),
                   key=digest([align_record.get("output_fingerprint"),
                               folds_record.get("output_fingerprint")]))
@@ -190,6 +198,26 @@ def _landmarks(rows: pd.DataFrame, faces: pd.DataFrame, side: int) -> tuple[np.n
         chip = np.einsum("nij,npj->npi", matrix[:, :, :2], frame) + matrix[:, None, :, 2]
         points[has] = (chip + 0.5) / side
     return points, has
+
+
+def _expression(rows: pd.DataFrame, faces: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's blendshape scores and head pose (degrees / 90), and whether it has them: an
+    `ok` face of the mediapipe backend (a `borrowed` frame's are its neighbour's)."""
+    out = np.zeros((len(rows), EXPRESSION), np.float32)
+    cols = ["sample_id", "status", "blendshapes", "yaw", "pitch", "roll"]
+    if not set(cols) <= set(faces.columns):
+        return out, np.zeros(len(rows), bool)
+    joined = faces[cols].drop_duplicates("sample_id").set_index("sample_id") \
+        .reindex(rows["sample_id"])
+    shapes = joined["blendshapes"].to_numpy()
+    pose = joined[["yaw", "pitch", "roll"]].to_numpy(dtype=float, na_value=np.nan)
+    has = np.array([status == "ok" and _sized(b, N_SHAPES) for status, b in
+                    zip(joined["status"].to_numpy(), shapes, strict=True)], dtype=bool)
+    has &= np.isfinite(pose).all(1)
+    if has.any():
+        out[has, :N_SHAPES] = np.stack([np.asarray(b, np.float32) for b in shapes[has]])
+        out[has, N_SHAPES:] = pose[has] / 90.0
+    return out, has
 
 
 def _sized(value: object, n: int) -> bool:

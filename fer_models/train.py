@@ -196,6 +196,10 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
         raise InputError(f"--rotate {rotate}: give a turn of 0 to 45 degrees")
     config = resolve_config(model, epochs, batch_size, lr, size, seed, pretrained, name, rule,
                             loss, balanced, rotate, **options)
+    if cls.needs_expression(config.options) and not inputs.rows["has_expression"].any():
+        raise InputError(f"--expression: no face in {inputs.align_dir} has blendshapes and a "
+                         f"head pose; align with the mediapipe backend (`fer-prep {dataset} "
+                         "align --backend mediapipe`)")
     dev = resolve_device(device)
     if inputs.left_out:
         counts = ", ".join(f"{n} {label}" for label, n in inputs.left_out.items())
@@ -338,6 +342,7 @@ def fold_dataset(run: Run, rows: Any, train: bool, masks: Masks | None
                            rotate=run.config.rotate)
     return FaceDataset(run.inputs, rows, run.config.size, train,
                        landmarks=run.cls.needs_landmarks, masks=masks,
+                       expression=run.cls.needs_expression(run.config.options),
                        cache_bytes=run.cache_bytes, threads=threads,
                        soft=train and run.config.loss == "soft", rotate=run.config.rotate)
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -34,6 +35,7 @@ K = 5  # 5 subjects in the shared CK+ sequences
 #: each model's configurations, small; every registered model must appear
 CONFIGS = [
     ("resnet18", {}),
+    ("resnet18", {"expression": True}),
     ("fan", {"at_type": "self"}),
     ("fan", {"at_type": "relation"}),
     ("fmpn", {"stage": 1, "ngf": 8, "n_blocks": 1}),
@@ -90,7 +92,7 @@ def _model_and_batch(work: Path, name: str, options: dict):
         batch = _batch(ClipDataset(inputs, rows, SIZE, train=True), 4, clips=True)
     else:
         data = FaceDataset(inputs, rows, SIZE, train=True, landmarks=cls.needs_landmarks,
-                           masks=fold_masks)
+                           masks=fold_masks, expression=cls.needs_expression(options))
         batch = _batch(data, 8)
     extra = {"mask_size": fold_masks.size} if fold_masks else {}
     torch.manual_seed(0)
@@ -325,3 +327,63 @@ def test_resnet18_small_stem_and_standardize_on_48_px_faces(work: Path) -> None:
                                    rtol=1e-4)
         plain = create_model("resnet18", len(inputs.classes), stem="small").eval()
         assert not torch.allclose(plain(darker)["logits"], plain(batch)["logits"], atol=1e-3)
+
+
+def test_expression_input_read_from_the_faces(work: Path) -> None:
+    """`Inputs.expression`: each ok MediaPipe face's 52 scores and pose / 90° (CK+ faces look
+    ahead); the resnet18 head classifies them beside the trunk's features."""
+    from fer_models.inputs import EXPRESSION, N_SHAPES
+
+    inputs = read_inputs("ckplus", work)
+    assert inputs.rows["has_expression"].all()
+    values = inputs.expression
+    assert values.shape == (len(inputs.rows), EXPRESSION)
+    assert (values[:, :N_SHAPES] >= 0).all() and (values[:, :N_SHAPES] <= 1).all()
+    assert (np.abs(values[:, N_SHAPES:]) < 0.25).all() and values[:, N_SHAPES:].any()
+    net = create_model("resnet18", len(inputs.classes), expression=True)
+    assert net.head.in_features == 512 + EXPRESSION
+
+
+def test_augmented_expression_matches_the_backend_on_the_augmented_face(work: Path) -> None:
+    """A mirrored and turned chip, measured afresh by the real backend, has the pose and the
+    sides of its blendshapes that `augment` predicts (roll with the turn, yaw and sides
+    swapped by the mirror)."""
+    import cv2
+
+    from fer_models.inputs import N_SHAPES
+    from fer_prep.faces import BLENDSHAPES, create_backend
+
+    backend = create_backend("mediapipe")
+    inputs = read_inputs("ckplus", work)
+    left, right = BLENDSHAPES.index("eyeSquintLeft"), BLENDSHAPES.index("eyeSquintRight")
+    i = int(np.argmax(np.abs(inputs.expression[:, left] - inputs.expression[:, right])))
+    chip = cv2.resize(read_image(inputs.align_dir / inputs.rows.iloc[i]["face_path"]),
+                      (224, 224))
+    chip = chip if chip.ndim == 3 else cv2.cvtColor(chip, cv2.COLOR_GRAY2BGR)
+    face = backend.faces(chip)[0]
+    measured = torch.tensor(np.r_[face.blendshapes, face.pose / 90], dtype=torch.float32)
+    image = torch.from_numpy(cv2.cvtColor(chip, cv2.COLOR_BGR2RGB).transpose(2, 0, 1).copy())
+    for mirror in (0.0, 1.0):
+        for degrees in (-15.0, 15.0):
+            crop = torch.tensor([[0.0, 0.0, 1.0, mirror, np.radians(degrees)]])
+            out = augment({"image": image[None], "expression": measured[None], "crop": crop})
+            shown = out["image"][0].numpy().transpose(1, 2, 0).clip(0, 255).astype(np.uint8)
+            again = backend.faces(cv2.cvtColor(shown, cv2.COLOR_RGB2BGR))[0]
+            predicted = out["expression"][0].numpy()
+            assert np.abs(predicted[N_SHAPES:] * 90 - again.pose).max() < 4, (mirror, degrees)
+            side = np.sign(predicted[left] - predicted[right])
+            assert side == np.sign(again.blendshapes[left] - again.blendshapes[right])
+
+
+def test_expression_needs_mediapipe_faces(work: Path, tmp_path: Path) -> None:
+    """fer-train --expression on dlib's faces: one line naming the folder and the fix."""
+    other = tmp_path / "w"
+    shutil.copytree(work / "ckplus/folds", other / "ckplus/folds")
+    shutil.copytree(work / "ckplus/align", other / "ckplus/align")
+    faces = pd.read_parquet(other / "ckplus/align/manifest.parquet").drop(
+        columns=["blendshapes", "yaw", "pitch", "roll"])
+    faces.to_parquet(other / "ckplus/align/manifest.parquet", index=False)
+    result = CliRunner().invoke(main, ["--dataset", "ckplus", "--work", str(other), "--model",
+                                       "resnet18", "--expression", "--epochs", "1"])
+    assert result.exit_code == 1 and "--expression: no face in" in result.output
+    assert "--backend mediapipe" in result.output and "Traceback" not in result.output

@@ -28,6 +28,12 @@ class FERModel(nn.Module):
     needs_masks: ClassVar[bool] = False
     #: needs chip-space landmarks (`landmarks`: (B, 68, 2) in [0, 1], `has_landmarks`: (B,))
     needs_landmarks: ClassVar[bool] = False
+    @classmethod
+    def needs_expression(cls, options: dict[str, Any]) -> bool:
+        """Whether the model with these options reads the face's blendshapes and head pose
+        (`expression`: (B, EXPRESSION), `has_expression`: (B,); see fer_models.inputs)."""
+        return False
+
     #: (shift, scale): input = (x / 255 − shift) / scale; (0, 1) = the seeds' plain ToTensor()
     norm: ClassVar[tuple[float, float]] = (0.0, 1.0)
     defaults: ClassVar[dict[str, Any]] = {"size": 224, "lr": 1e-3, "epochs": 30, "batch_size": 32}

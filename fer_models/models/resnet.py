@@ -6,13 +6,19 @@ Kept: the architecture and the input range. Changed: AdamW instead of SGD, the t
 selectable (`backbone=`: resnet18, resnet34, resnet50), and `stem="small"` gives it the CIFAR
 ResNets' 3×3 stride-1 stem without max-pool, for 48-px faces (CK+48, FER2013), and
 `standardize=True` brings each face to zero mean and unit variance first, so a subject filmed
-darker is not another distribution.
+darker is not another distribution. `expression=True` also reads the face's MediaPipe
+blendshape scores and head pose (`fer_models.inputs.EXPRESSION` values, zeros for a face without
+them) and classifies the trunk's features and those values together (late fusion).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import nn
 
+from fer_models.inputs import EXPRESSION
 from fer_models.models.backbone import create_backbone
 from fer_models.models.base import Batch, FERModel
 
@@ -21,16 +27,24 @@ class ResNetClassifier(FERModel):
     """Backbone → dropout → linear classifier."""
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", dropout: float = 0.5,
-                 stem: str = "imagenet", standardize: bool = False) -> None:
+                 stem: str = "imagenet", standardize: bool = False,
+                 expression: bool = False) -> None:
         super().__init__()
-        self.standardize = standardize
+        self.standardize, self.expression = standardize, expression
         self.backbone, dim = create_backbone(backbone, stem)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(dim, num_classes)
+        self.head = nn.Linear(dim + (EXPRESSION if expression else 0), num_classes)
+
+    @classmethod
+    def needs_expression(cls, options: dict[str, Any]) -> bool:
+        return bool(options.get("expression"))
 
     def forward(self, batch: Batch) -> Batch:
         x = self.prepare(batch["image"])
         if self.standardize:  # each face to zero mean, unit variance: lighting and skin tone
             x = (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True).add(1e-6)
-        features = self.backbone(x)
-        return {"logits": self.head(self.dropout(features))}
+        features = self.dropout(self.backbone(x))
+        if self.expression:
+            has = batch["has_expression"].to(features.dtype)[:, None]
+            features = torch.cat([features, batch["expression"].to(features.dtype) * has], 1)
+        return {"logits": self.head(features)}
