@@ -342,7 +342,7 @@ def check_subjects(table: pd.DataFrame) -> None:
     spread = used.groupby("subject")["fold"].unique()
     leaks = spread[spread.map(len) > 1]
     if len(leaks):
-        subject, folds = leaks.index[0], sorted(leaks.iloc[0])
+        subject, folds = leaks.index[0], sorted(int(f) for f in leaks.iloc[0])
         test = next(f for f in folds if f >= 0)
         raise FoldError(f"subject {subject} has rows in folds {folds}, so it would be in train "
                         f"and test of fold {test} ({len(leaks)} subjects leak); folds must keep "

@@ -199,12 +199,16 @@ def test_emotion_fan_preset_matches_the_seeds_chips(afew, tmp_path: Path) -> Non
     assert max(differences) <= 1.0, np.round(differences, 2)
 
 
-@pytest.mark.parametrize(("preset", "points"), [("default", "landmarks68"),
-                                                 ("emotion-fan", "dlib5")])
-def test_smoothing_steadies_the_landmarks(afew, tmp_path: Path, preset: str, points: str) -> None:
+@pytest.mark.parametrize(("preset", "points", "bound"), [("default", "landmarks68", 0.9),
+                                                          ("emotion-fan", "dlib5", 0.8)])
+def test_smoothing_steadies_the_landmarks(afew, tmp_path: Path, preset: str, points: str,
+                                          bound: float) -> None:
     """--smooth lowers frame-to-frame jitter (second differences) on a real clip: of the points
     the preset's template aligns on (eyes: the 68; dlib-chip5: dlib's 5) and so of the chips'
-    frame → chip matrices."""
+    frame → chip matrices. MediaPipe's Face Landmarker already filters its landmarks over time
+    in VIDEO mode (0.152 raw on this clip, against the legacy mesh's unfiltered points), so
+    there --smooth takes less off (17 % measured): bound 0.9; dlib's frames are detected one by
+    one: 0.8."""
     root = tmp_path / "afew"
     (root / "Train_AFEW/Neutral").mkdir(parents=True)
     shutil.copy(afew["root"] / "Train_AFEW/Neutral/single_face.mp4", root / "Train_AFEW/Neutral")
@@ -223,8 +227,8 @@ def test_smoothing_steadies_the_landmarks(afew, tmp_path: Path, preset: str, poi
         return jitter(manifest[points]), jitter(manifest["matrix"])
 
     (raw, raw_chip), (smooth, smooth_chip) = run_with(False), run_with(True)
-    assert smooth < 0.8 * raw, (raw, smooth)
-    assert smooth_chip < 0.8 * raw_chip, (raw_chip, smooth_chip)
+    assert smooth < bound * raw, (raw, smooth)
+    assert smooth_chip < bound * raw_chip, (raw_chip, smooth_chip)
 
 
 def test_adapter_reads_emotion_fan_folder_names_and_flags_unknown_classes(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ holds BlazeFace short-range, the 478-point mesh and the 52-blendshape model. The
   short-range model finds faces down to about 1/7 of what it is shown: so down to about 1/14
   of the image, as the legacy full-range detector did), and on the image framed in a margin of
   its own size (a pre-cropped face that fills the frame, e.g. FER2013's 48 px, which it misses
-  unframed). Windows' boxes are merged by non-maximum suppression; `detector` says which pass
-  found each face (`blazeface`, `blazeface-window`, `blazeface-framed`).
+  unframed). Windows' boxes are merged by non-maximum suppression; a box scored under 0.7 is
+  kept only if the detector confirms it on the face's crop (lettering in a film title passes
+  the first look, not the second); `detector` says which pass found each face (`blazeface`,
+  `blazeface-window`, `blazeface-framed`).
 - **landmarks**: the Face Landmarker (IMAGE mode) on a square crop twice the face box around
   it, resized to 256 px, so small faces get the mesh's full resolution; of the faces it finds
   there, the one nearest the crop's centre. Its 478 points are kept and mapped to the 68-point
@@ -93,6 +95,12 @@ CONTEXT = 2.0  # crop side relative to the face box's longer side
 SMALL = 1 / 3  # faces under this part of the shorter side: look again in windows
 MIN_WINDOW = 64  # no window smaller than this (px)
 NMS_IOU = 0.3
+#: a detection scored under CONFIRM_BELOW is kept only if the detector, shown the face's crop
+#: (twice its size, as the landmarker sees it), scores it at least CONFIRMED there: on the
+#: shared media, lettering in a title scored 0.51–0.66 on the frame and 0.53–0.59 on its crop,
+#: dlib's annotated VOC faces 0.59–0.97 and 0.79 or more
+CONFIRM_BELOW = 0.7
+CONFIRMED = 0.6
 
 def head_pose(matrix: np.ndarray) -> np.ndarray:
     """(yaw, pitch, roll) in degrees: the Euler angles of a 4×4 facial transformation matrix
@@ -187,7 +195,8 @@ class MediaPipeBackend(FaceBackend):
 
         def track(image: np.ndarray, time: float | None = None) -> Face | None:
             nonlocal last, count
-            ms = round(1000 * (time if time is not None else count / FPS))
+            known = time is not None and math.isfinite(time)
+            ms = round(1000 * (time if known else count / FPS))
             last = ms = max(ms, last + 1)
             count += 1
             with native_quiet():
@@ -231,20 +240,22 @@ class MediaPipeBackend(FaceBackend):
                                         cv2.BORDER_CONSTANT)
             found = [((bx - w // 2, by - h // 2, bw, bh), score, "blazeface-framed")
                      for (bx, by, bw, bh), score in self._found(framed)]
-        if len(found) < 2:
-            return found
-        keep = cv2.dnn.NMSBoxes([[round(v) for v in b] for b, _, _ in found],
-                                [s for _, s, _ in found], 0.0, NMS_IOU)
-        return [found[i] for i in np.asarray(keep, dtype=int).ravel()]
+        if len(found) > 1:
+            keep = cv2.dnn.NMSBoxes([[round(v) for v in b] for b, _, _ in found],
+                                    [s for _, s, _ in found], 0.0, NMS_IOU)
+            found = [found[i] for i in np.asarray(keep, dtype=int).ravel()]
+        return [f for f in found if f[1] >= CONFIRM_BELOW or self._confirmed(rgb, f[0])]
+
+    def _confirmed(self, rgb: np.ndarray, box: Box) -> bool:
+        """Whether the detector finds a face at the centre of `box`'s crop scoring CONFIRMED."""
+        crop, _ = _crop(rgb, box)
+        return any(score >= CONFIRMED and abs(x + w / 2 - CROP / 2) < CROP / 4
+                   and abs(y + h / 2 - CROP / 2) < CROP / 4
+                   for (x, y, w, h), score in self._found(crop))
 
     def landmarks(self, image: np.ndarray, box: Box) -> Face:
-        x, y, bw, bh = box
-        side = CONTEXT * max(bw, bh)
-        scale = CROP / side
-        # frame → crop: scale about the box centre, which lands in the crop's centre
-        cx, cy = x + bw / 2, y + bh / 2
-        m = np.array([[scale, 0, CROP / 2 - scale * cx], [0, scale, CROP / 2 - scale * cy]])
-        crop = cv2.warpAffine(to_rgb(image), m, (CROP, CROP), flags=cv2.INTER_LINEAR)
+        crop, m = _crop(to_rgb(image), box)
+        scale = m[0, 0]
         with native_quiet():
             result = self.mesh.detect(_image(crop))
         if not result.face_landmarks:
@@ -258,6 +269,16 @@ class MediaPipeBackend(FaceBackend):
         mesh[:, 2] = pts[:, 2] / scale
         return Face(box=box, score=1.0, landmarks68=mesh_to_68(mesh), landmarks478=mesh,
                     **_extras(result, i))
+
+
+def _crop(rgb: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+    """The CROP-px square crop CONTEXT times `box`'s longer side about its centre, and the
+    frame → crop matrix (a scale about the box centre, which lands in the crop's centre)."""
+    x, y, bw, bh = box
+    scale = CROP / (CONTEXT * max(bw, bh))
+    cx, cy = x + bw / 2, y + bh / 2
+    m = np.array([[scale, 0, CROP / 2 - scale * cx], [0, scale, CROP / 2 - scale * cy]])
+    return cv2.warpAffine(rgb, m, (CROP, CROP), flags=cv2.INTER_LINEAR), m
 
 
 def _points(landmarks: list) -> np.ndarray:

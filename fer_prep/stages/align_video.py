@@ -229,8 +229,9 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, job: Job) -> list[di
             image = in_view(image, view)
             base[n].update(height=image.shape[0], width=image.shape[1], view=view)
             try:
-                time = known.get(n)
-                face = track(image, (n - 1) * step if time is None else float(time))
+                time = known.get(n)  # None, or NaN in a table, where unknown
+                time = (n - 1) * step if time is None or time != time else float(time)
+                face = track(image, time)
             except Exception as exc:  # one odd frame must not end the clip
                 done[n] = failure(exc, where(n), params.backend, image)
                 continue
