@@ -51,8 +51,8 @@ def legacy_python() -> Path:
         with tarfile.open(archive) as tar:
             tar.extractall(Path(tmp) / "src", filter="data")
         subprocess.run([sys.executable, "-m", "venv", str(LEGACY_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", str(Path(tmp) / "src")],
-                       check=True)
+        source = f"{Path(tmp) / 'src'}[cluster]"  # throughput.py compares with --cluster
+        subprocess.run([str(python), "-m", "pip", "install", "-q", source], check=True)
     return python
 
 
@@ -99,9 +99,6 @@ def main() -> None:
              for k, p in pythons.items()}
     masks = {k: run(p, "fmpn_masks.py", "--shared", shared) for k, p in pythons.items()}
     startup = {k: run(p, "startup.py", "--shared", shared) for k, p in pythons.items()}
-    speed = {} if args.quick else {
-        "new": run(pythons["new"], "throughput.py", "--shared", shared),
-        "legacy": run(pythons["legacy"], "throughput.py", "--shared", shared, "--no-seed")}
 
     old, new = probe["legacy"], probe["new"]
     print(f"{'':46s} {'legacy ' + old['mediapipe']:>22s} {'new ' + new['mediapipe']:>22s} "
@@ -138,7 +135,11 @@ def main() -> None:
     row("fer-prep --help, s", number(help_s, startup["legacy"]), number(help_s, startup["new"]))
     row("no-op re-run, % of the first run", number(noop, startup["legacy"]),
         number(noop, startup["new"]))
-    if speed:
+    sys.stdout.flush()
+    if not args.quick:
+        speed = {"new": run(pythons["new"], "throughput.py", "--shared", shared),
+                 "legacy": run(pythons["legacy"], "throughput.py", "--shared", shared,
+                               "--no-seed")}
         print("throughput (bench/throughput.py; × seed: against Emotion-FAN's method, measured "
               "once, in the new venv)")
         lines = {k: {m.group(1).strip(): m.group(2) for m in re.finditer(

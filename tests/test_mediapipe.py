@@ -114,7 +114,7 @@ def test_several_and_small_faces(backend, shared: Path) -> None:
     faces = backend.faces(cv2.imread(str(shared / "data/media/multi_face.jpg")))
     assert len(faces) == 5
     assert all(f.blendshapes is not None and f.pose is not None for f in faces)
-    found = total = 0
+    found = total = others = 0
     pitch, drop = [], []  # pitch > 0 looks down: the nose tip nears the mouth in the image
     for name in ("testing.xml", "training.xml"):
         for path, marked in read_imglab(shared / "data/faces_dlib" / name):
@@ -127,7 +127,9 @@ def test_several_and_small_faces(backend, shared: Path) -> None:
             drop += list((lm[:, 30, 1] - eyes) / (mouth - eyes))
             total += len(boxes)
             found += sum(any(_overlap(b, g) > 0.3 for g in got) for b in boxes)
+            others += sum(not any(_overlap(b, g) > 0.3 for b in boxes) for g in got)
     assert total == 43 and found >= 40, found
+    assert others <= 3, others  # 2 measured: round objects on a wall; a face twice would be more
     assert np.corrcoef(pitch, drop)[0, 1] > 0.5
 
 

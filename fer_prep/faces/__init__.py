@@ -53,7 +53,7 @@ def face_landmarker_model(path: str | Path | None = None) -> Path:
     """The Face Landmarker bundle to load, checked: `path`, else $FER_PREP_FACE_LANDMARKER, else
     the shipped one. The shipped file must have its SHA-256 (a changed or truncated copy is
     an `InputError` naming it); another file must be a whole bundle of the three models.
-    About 10 ms (the digest of 3.7 MB)."""
+    About 3 ms (the digest of 3.7 MB)."""
     import hashlib
     import os
     import zipfile
