@@ -51,3 +51,4 @@ bench: setup  ## speed side by side with the seeds' own methods (needs ../shared
 	$(BIN)/python bench/fmpn_masks_mmi.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/backends.py

@@ -73,6 +73,14 @@ def number(pattern: str, text: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def marginals(text: str, section: int) -> dict[str, float]:
+    """{method: marginal faces/s} of one per-core table of throughput.py's output (0: video,
+    1: CK+ stills)."""
+    table = text.split("\nCK+ stills")[section].split("\nper machine")[0]
+    return {m.group(1).strip(): float(m.group(2)) for m in re.finditer(
+        r"^((?:fer-prep|I/O floor|Emotion-FAN)[^\n]*?)\s{2,}[\d.]+\s+([\d.]+)", table, re.M)}
+
+
 def row(name: str, old: object, new: object, ratio: bool = True) -> None:
     def cell(v: object) -> str:
         if isinstance(v, float):
@@ -140,14 +148,17 @@ def main() -> None:
         speed = {"new": run(pythons["new"], "throughput.py", "--shared", shared),
                  "legacy": run(pythons["legacy"], "throughput.py", "--shared", shared,
                                "--no-seed")}
-        print("throughput (bench/throughput.py; × seed: against Emotion-FAN's method, measured "
-              "once, in the new venv)")
-        lines = {k: {m.group(1).strip(): m.group(2) for m in re.finditer(
-            r"^(fer-prep [^\n]*?|I/O floor[^\n]*?|Emotion-FAN seed)\s{2,}([\d. ×%—-]+)$", v,
-            re.M)} for k, v in speed.items()}
-        for label in lines["new"]:
-            print(f"  {label}\n    legacy: {lines['legacy'].get(label, '—')}\n"
-                  f"    new:    {lines['new'][label]}")
+        print("throughput per core, marginal faces/s (bench/throughput.py; the seed, "
+              "Emotion-FAN's method, runs once, in the new venv)")
+        for title, section in (("video", 0), ("CK+ stills", 1)):
+            rates = {k: marginals(v, section) for k, v in speed.items()}
+            seed = rates["new"].get("Emotion-FAN seed")
+            for label in [k for k in rates["new"] if k.startswith("fer-prep")]:
+                old, new_rate = rates["legacy"].get(label), rates["new"][label]
+                row(f"  {title}: {label}", old, new_rate)
+                if seed:
+                    row("    × the seed", old / seed if old else None, new_rate / seed,
+                        ratio=False)
         for k in ("legacy", "new"):
             print(f"\n{k}: bench/throughput.py\n{speed[k]}")
 
