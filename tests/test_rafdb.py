@@ -95,7 +95,8 @@ def _build(shared: Path, root: Path) -> dict[str, dict]:
         truth[stem] = {"code": code, "box": box, "five": five, "lm68": lm68,
                        "aligned_eyes": transform_points(five[:2], matrix),
                        "shape": image.shape[:2]}
-    (root / "EmoLabel/list_patition_label.txt").write_text("\n".join(lines) + "\n")
+    # as RAF-DB ships it: no newline after the last line (its last row must still be read)
+    (root / "EmoLabel/list_patition_label.txt").write_text("\n".join(lines))
     return truth
 
 
@@ -126,6 +127,7 @@ def _copy(raf, tmp_path: Path) -> Path:
 
 def test_labels_and_splits_equal_the_list(raf) -> None:
     root, truth = raf
+    assert not (root / "EmoLabel/list_patition_label.txt").read_bytes().endswith(b"\n")
     ds = get_dataset("rafdb")
     listed = [line.split() for line in
               (root / "EmoLabel/list_patition_label.txt").read_text().splitlines()]
