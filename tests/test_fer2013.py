@@ -184,3 +184,81 @@ def test_fer2013_folds_and_landmark_driven_export(aligned, tmp_path) -> None:
         image = cv2.imread(str(out / path), cv2.IMREAD_GRAYSCALE)
         points = np.loadtxt(str(out / path)[:-3] + "txt").reshape(68, 2)
         assert image.shape == (48, 48) and ((points > -5) & (points < 53)).all()
+
+
+KAGGLE = {"train": ("angry", "happy", "surprise"), "test": ("sad", "neutral")}
+
+
+@pytest.fixture(scope="module")
+def kaggle(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Kaggle's image layout from the shared copy: 4 faces of 3 training classes, 4 of 2 test
+    classes of which 2 renamed PrivateTest_<n> (the shared copy keeps that part back), both of
+    the two training names that Kaggle gives two faces of two classes, a file of another
+    name and a folder that is no class."""
+    src = shared / "data/fer2013_kaggle"
+    root = tmp_path_factory.mktemp("kaggle") / "fer2013"
+    for part, classes in KAGGLE.items():
+        for name in classes:
+            (root / part / name).mkdir(parents=True)
+            for i, f in enumerate(sorted((src / part / name).glob("*.jpg"))[:4]):
+                stem = f.stem.replace("PublicTest", "PrivateTest") if i >= 2 else f.stem
+                shutil.copy(f, root / part / name / f"{stem}.jpg")
+    for folder in ("angry", "surprise"):
+        (root / "train" / folder).mkdir(exist_ok=True)
+        shutil.copy(src / "train" / folder / "Training_8475486.jpg", root / "train" / folder)
+    (root / "train/happy/notes.jpg").write_bytes(b"not a face")
+    (root / "train/contempt").mkdir()
+    shutil.copy(next((src / "train/happy").glob("*.jpg")), root / "train/contempt/Training_1.jpg")
+    return root
+
+
+def test_kaggles_image_download_is_read_with_its_splits(kaggle: Path) -> None:
+    items = {i["sample_id"]: i for i in get_dataset("fer2013").read(kaggle, None)}
+    ok = [i for i in items.values() if i["status"] == "ok"]
+    assert {i["split"] for i in ok} == {"Training", "PublicTest", "PrivateTest"}
+    assert all(i["sample_id"].split("_")[0] == i["split"] for i in ok)
+    assert sum(i["split"] == "PrivateTest" for i in ok) == 4
+    assert {i["label"] for i in ok} == {"anger", "happiness", "surprise", "sadness", "neutral"}
+    sad = next(i for i in ok if "/sad/" in i["source_path"])
+    assert sad["label_code"] == 4 and sad["label"] == "sadness"
+    assert items["Training_8475486_angry"]["label"] == "anger"  # one name, two faces
+    assert items["Training_8475486_surprise"]["label"] == "surprise"
+    assert items["notes"]["status"] == "bad_name" and "notes.jpg" in items["notes"]["message"]
+    assert items["Training_1"]["status"] == "bad_label"
+    assert "'contempt'" in items["Training_1"]["message"]
+
+
+def test_kaggles_images_align_fold_officially_and_refuse_ferplus(kaggle: Path,
+                                                                tmp_path: Path) -> None:
+    """The CSV's defaults (given, whole, grey): each chip is the JPEG's own 48 px; the
+    official folds test on PrivateTest; FER+ is one line saying why it cannot join them."""
+    from fer_prep.images import read_image
+
+    work = tmp_path / "work"
+    result = CliRunner().invoke(main, ["fer2013", "align", "--root", str(kaggle), "--work",
+                                       str(work), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    faces = read_manifest(work / "fer2013/align")
+    ok = faces[faces["status"] == "ok"]
+    assert len(ok) == 22 and (ok["backend"] == "given").all()
+    for _, row in ok.head(4).iterrows():
+        chip = read_image(work / "fer2013/align" / row["face_path"])
+        assert chip.shape == (48, 48)
+        assert np.abs(chip.astype(int) - cv2.imread(row["source_path"], 0)).max() <= 1
+    folds = run("fer2013", "folds", work)
+    assert folds.record["params"]["scheme"] == "official"
+    table = read_manifest(folds.folder)
+    test = table[(table["status"] == "ok") & (table["fold"] == 0)]
+    assert set(test["split"]) == {"PrivateTest"} and len(test) == 4
+    result = CliRunner().invoke(main, ["ferplus", "align", "--root", str(kaggle), "--work",
+                                       str(tmp_path / "fp")])
+    assert result.exit_code == 1 and "FER+ cannot be joined to them" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_shared_kaggle_copy_is_read_whole(shared: Path) -> None:
+    items = get_dataset("fer2013").read(shared / "data/fer2013_kaggle", None)
+    splits = pd.Series([i["split"] for i in items]).value_counts().to_dict()
+    assert len(items) == 32_298 and splits == {"Training": 28_709, "PublicTest": 3_589}
+    assert all(i["status"] == "ok" for i in items)
+    assert len({i["sample_id"] for i in items}) == 32_298

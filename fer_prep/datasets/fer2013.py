@@ -3,6 +3,9 @@
     fer2013.csv            emotion,pixels,Usage   (Usage: Training, PublicTest, PrivateTest)
     icml_face_data.csv     emotion, Usage, pixels (the re-release: leading spaces in the names)
     train.csv, test.csv    Kaggle's: emotion,pixels and pixels alone (test is unlabelled)
+    train/<class>/Training_<n>.jpg, test/<class>/PublicTest_<n>.jpg, …/PrivateTest_<n>.jpg
+                           Kaggle's image download (the copy most people hold): class folders
+                           angry disgust fear happy neutral sad surprise, 48×48 grey JPEG
 
 Each row is a 48×48 grey face as 2,304 space-separated values. Codes: 0 Angry, 1 Disgust, 2 Fear,
 3 Happy, 4 Sad, 5 Surprise, 6 Neutral. A row is an item: its id is its place in the file
@@ -13,12 +16,23 @@ its pixels are read from the file (`source_offset`, `source_length`) where it is
 content key is the row's own bytes, so one changed row redoes one face. FER2013 has no subject
 ids. The faces are pre-cropped: by default the whole image is the face (the `given` backend with
 dlib's 68 points inside it) and the chip is the 48-px image as it is (`whole` template).
+
+Kaggle's image download is read where no CSV is (the layout found from what is there): an item
+per image, its id the file's stem (`Training_10118481`), its split the name's prefix (the
+Usage: `Training`, `PublicTest`, `PrivateTest`, whichever of `train/` and `test/` holds it), its
+label the class folder's, its content the file's. The defaults are the CSV's, so folds (the
+official scheme), the `fer2013` protocol and every FER2013 export read it unchanged. A file named
+otherwise is a `bad_name` row, a folder that is not one of the seven classes makes `bad_label`
+rows; two faces of one name in two class folders (Kaggle's copy has two such) keep both,
+their ids carrying their class (`Training_8475486_angry`). The numbers in the names are not
+row numbers of fer2013.csv, so FER+ cannot be joined to these files (`ferplus` refuses them).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +45,22 @@ CODES = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness", 5: "
 #: file name → (id prefix, split when the file has no Usage column)
 FILES = {"fer2013.csv": ("fer", None), "icml_face_data.csv": ("fer", None),
          "train.csv": ("train", "Training"), "test.csv": ("test", "Test")}
+#: Kaggle's image download: its two parts, its class folders (→ FER2013's code), and the
+#: prefixes of its file names (each the row's Usage)
+PARTS = ("train", "test")
+FOLDERS = {"angry": 0, "disgust": 1, "fear": 2, "happy": 3, "sad": 4, "surprise": 5,
+           "neutral": 6}
+PREFIXES = ("Training", "PublicTest", "PrivateTest")
 
 
 @DATASETS.register("fer2013")
 class FER2013(Dataset):
     name = "fer2013"
-    title = "FER2013 faces (48 px grey) from fer2013.csv, icml_face_data.csv or Kaggle's CSVs."
+    title = ("FER2013 faces (48 px grey) from fer2013.csv, icml_face_data.csv, Kaggle's CSVs or "
+             "Kaggle's train/ and test/ image folders.")
     kind = "stills"
-    root_help = "Folder holding fer2013.csv (or icml_face_data.csv, or train.csv and test.csv)."
+    root_help = ("Folder holding fer2013.csv (or icml_face_data.csv, or train.csv and test.csv, "
+                 "or Kaggle's train/<class>/ and test/<class>/ images).")
     codes = CODES
     official_test = "PrivateTest"
     official_train = ("training",)
@@ -51,9 +73,17 @@ class FER2013(Dataset):
     integers = ("label_code", "source_line")
 
     def read(self, root: Path, options: Any) -> list[dict[str, Any]]:
+        if not any(find_file(root, name) for name in FILES):
+            images = image_folders(root)
+            if images is not None:
+                return read_images(images, self.name)
         return [item for path in csv_files(root) for item in read_rows(path, self.name)]
 
     def load_image(self, item: dict[str, Any]) -> Any:
+        try:
+            int(item.get("source_offset"))  # a CSV row's place; None or NA for an image file
+        except (TypeError, ValueError):
+            return image_file(item["source_path"])  # Kaggle's image download
         return row_image(item)
 
     def item_path(self, item: dict[str, Any]) -> str:
@@ -74,9 +104,63 @@ def csv_files(root: Path) -> list[Path]:
             return [found[name]]
     kaggle = [found[n] for n in ("train.csv", "test.csv") if n in found]
     if not kaggle:
-        raise InputError(f"{root}: no fer2013.csv, icml_face_data.csv or train.csv/test.csv "
-                         "(is this FER2013?)")
+        raise InputError(f"{root}: no fer2013.csv, icml_face_data.csv, train.csv/test.csv or "
+                         "Kaggle's train/<class>/ and test/<class>/ image folders (is this "
+                         "FER2013?)")
     return kaggle
+
+
+def image_folders(root: Path) -> Path | None:
+    """The folder holding Kaggle's `train/` and `test/` class folders: `root` or a folder up to
+    two levels below it; None where there is none."""
+    for level in range(3):
+        found = Path(root).glob("*/" * level) if level else [Path(root)]
+        for base in sorted(p for p in found if p.is_dir()):
+            if any((base / part / name).is_dir() for part in PARTS for name in FOLDERS):
+                return base
+    return None
+
+
+def read_images(base: Path, dataset: str) -> list[dict[str, Any]]:
+    """One item per file of Kaggle's image folders; a file it cannot use says why."""
+    files = [(folder, path) for part in PARTS if (base / part).is_dir()
+             for folder in sorted(p for p in (base / part).iterdir() if p.is_dir())
+             for path in sorted(p for p in folder.iterdir() if not p.name.startswith("."))]
+    # Kaggle's copy names a few different faces alike in two class folders (2 of its 28,709
+    # training images): each keeps its own label, its id its class too (Training_8475486_angry)
+    names = Counter(path.stem for _, path in files)
+    items = []
+    for folder, path in files:
+        prefix, _, number = path.stem.partition("_")
+        code = FOLDERS.get(folder.name.lower())
+        sample_id = path.stem if names[path.stem] == 1 else f"{path.stem}_{folder.name.lower()}"
+        item: dict[str, Any] = {
+            "sample_id": sample_id, "dataset": dataset, "subject": None, "sequence": sample_id,
+            "label": None, "label_code": None, "split": None, "source_path": str(path),
+            "source_line": None, "status": "ok", "message": ""}
+        if prefix not in PREFIXES or not number.isdigit():
+            item.update(status="bad_name", message=f"{path}: not a name of Kaggle's FER2013 "
+                        "images (Training_<n>, PublicTest_<n>, PrivateTest_<n>)")
+        elif code is None:
+            item.update(status="bad_label", message=f"{path}: class folder {folder.name!r} is "
+                        f"not one of {', '.join(FOLDERS)}")
+        else:
+            item.update(split=prefix, label=CODES[code], label_code=code)
+        items.append(item)
+    return items
+
+
+def image_file(path: str) -> Any:
+    """A Kaggle FER2013 image as a grey array (UnreadableImage naming the file otherwise)."""
+    import cv2
+
+    from fer_prep.images import read_image
+
+    image = read_image(path)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4
+                             else cv2.COLOR_BGR2GRAY)
+    return image
 
 
 def read_rows(path: Path, dataset: str) -> list[dict[str, Any]]:

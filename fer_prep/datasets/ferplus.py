@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_prep.datasets import DATASETS, find_file
-from fer_prep.datasets.fer2013 import FER2013, csv_files, read_rows
+from fer_prep.datasets.fer2013 import FER2013, FILES, csv_files, image_folders, read_rows
 from fer_prep.errors import InputError
 from fer_prep.ferplus_votes import EMOTIONS, MODES, VOTE_COLUMNS, label, target
 from fer_prep.params import option
@@ -70,6 +70,10 @@ class FERPlus(FER2013):
 
 
 def _one_table(root: Path) -> list[Path]:
+    if not any(find_file(root, name) for name in FILES) and image_folders(root) is not None:
+        raise InputError(f"{root}: Kaggle's FER2013 images; FER+ cannot be joined to them "
+                         "(their numbers are not fer2013.csv's row numbers, which "
+                         "fer2013new.csv follows): give the folder holding fer2013.csv")
     files = csv_files(root)
     if len(files) != 1:
         raise InputError(f"{root}: FER+ joins fer2013new.csv to fer2013.csv (or "
