@@ -175,7 +175,14 @@ def test_fer2013_folds_and_landmark_driven_export(aligned, tmp_path) -> None:
     folds = run("fer2013", "folds", aligned)
     assert folds.record["params"]["scheme"] == "official"  # FER2013's own split by default
     out = tmp_path / "ldfer"
-    result = export("landmark-driven", "fer2013", aligned, out)
+    # these 400 rows are all Training: the official test part is empty, and the seed's
+    # validation() divides by its length
+    with pytest.raises(InputError, match=r"fold_0/validation_images\.txt lists no image"):
+        export("landmark-driven", "fer2013", aligned, out)
+    assert not out.exists()
+    result = export("landmark-driven", "fer2013", aligned, out, allow_empty=True)
+    assert any("--allow-empty" in note for note in result.notes)
+    assert (out / "fold_0/validation_images.txt").read_text() == ""
     assert result.counts["images"] == 400
     listed = (out / "fold_0/train_images.txt").read_text().split()
     labels = np.loadtxt(out / "fold_0/train_labels.txt")

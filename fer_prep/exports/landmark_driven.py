@@ -57,6 +57,9 @@ def write(source: Source, out: Staging, size: int = SIZE) -> None:
             images[row.sample_id] = rel
     rows = rows[rows["sample_id"].isin(images)]
     out.counts["images"] = len(images)
+    out.loader_check("landmark-driven", [
+        f"fold_{fold}/validation_images.txt lists no image (the seed's validation() divides "
+        "by its length)" for fold in source.folds if source.part(fold, "test", rows).empty])
     for fold in source.folds:
         for which, name in PARTS:
             part = source.part(fold, which, rows)
