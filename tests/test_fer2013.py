@@ -132,7 +132,7 @@ def test_faces_on_48_px_images_with_a_detector_with_and_without_upscaling(fer, t
 
 def test_ferplus_is_joined_by_row_and_checked_by_usage(fer, tmp_path) -> None:
     votes = _rows(fer / "fer2013new.csv")
-    result = run("ferplus", "align", tmp_path / "work", root=fer, jobs=2)
+    result = run("ferplus", "align", tmp_path / "work", root=fer, jobs=2, first_row=0)
     faces = read_manifest(result.folder)
     assert len(faces) == 400
     for i, face in enumerate(faces.itertuples()):
@@ -155,12 +155,12 @@ def test_ferplus_is_joined_by_row_and_checked_by_usage(fer, tmp_path) -> None:
     (moved / "fer2013new.csv").write_text("\n".join(text) + "\n")
     with pytest.raises(InputError, match=r"fer2013new.csv:12: Usage 'PublicTest'.*not in the "
                        "same order"):
-        run("ferplus", "align", tmp_path / "w2", root=moved)
+        run("ferplus", "align", tmp_path / "w2", root=moved, first_row=0)
 
 
 @pytest.mark.parametrize("mode", ["majority", "probability", "crossentropy", "multi_target"])
 def test_ferplus_label_modes(fer, tmp_path, mode: str) -> None:
-    result = run("ferplus", "align", tmp_path, root=fer, label_mode=mode, jobs=2)
+    result = run("ferplus", "align", tmp_path, root=fer, label_mode=mode, jobs=2, first_row=0)
     faces = read_manifest(result.folder)
     kept = faces[faces.status == "ok"]
     expected = [target([int(c) for c in r[2:]], mode, r[0] == "Training")
@@ -220,7 +220,8 @@ def kaggle(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_kaggles_image_download_is_read_with_its_splits(kaggle: Path) -> None:
-    items = {i["sample_id"]: i for i in get_dataset("fer2013").read(kaggle, None)}
+    ds = get_dataset("fer2013")
+    items = {i["sample_id"]: i for i in ds.read(kaggle, ds.options())}
     ok = [i for i in items.values() if i["status"] == "ok"]
     assert {i["split"] for i in ok} == {"Training", "PublicTest", "PrivateTest"}
     assert all(i["sample_id"].split("_")[0] == i["split"] for i in ok)
@@ -264,8 +265,43 @@ def test_kaggles_images_align_fold_officially_and_refuse_ferplus(kaggle: Path,
 
 
 def test_the_shared_kaggle_copy_is_read_whole(shared: Path) -> None:
-    items = get_dataset("fer2013").read(shared / "data/fer2013_kaggle", None)
+    ds = get_dataset("fer2013")
+    items = ds.read(shared / "data/fer2013_kaggle", ds.options())
     splits = pd.Series([i["split"] for i in items]).value_counts().to_dict()
     assert len(items) == 32_298 and splits == {"Training": 28_709, "PublicTest": 3_589}
     assert all(i["status"] == "ok" for i in items)
     assert len({i["sample_id"] for i in items}) == 32_298
+
+
+def test_a_partial_fer2013_csv_joins_ferplus_only_from_its_place(fer, tmp_path) -> None:
+    """Rows 100–299 of the full file: without --first-row FER+ is refused in one line; with it
+    the ids are the full file's row numbers and each row gets its own votes (the FER+ majority
+    agrees with FER2013's label about as often as on the whole 400; joined from row 0 it
+    would not)."""
+    lines = (fer / "fer2013.csv").read_text().splitlines()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "fer2013.csv").write_text("\n".join([lines[0], *lines[101:301]]) + "\n")
+    shutil.copy(fer / "fer2013new.csv", cut)
+    result = CliRunner().invoke(main, ["ferplus", "align", "--root", str(cut), "--work",
+                                       str(tmp_path / "w0")])
+    assert result.exit_code == 1 and "--first-row N" in result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+    def agreement(first: int) -> tuple[float, list[str]]:
+        items = get_dataset("ferplus").read(cut, get_dataset("ferplus").options(first_row=first))
+        own = {i["sample_id"]: i["label_code"] for i in
+               get_dataset("fer2013").read(cut, get_dataset("fer2013").options(first_row=first))}
+        fer_names = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness",
+                     5: "surprise", 6: "neutral"}
+        ok = [i for i in items if i["status"] == "ok"]
+        same = sum(i["label"] == fer_names[own[i["sample_id"]]] for i in ok)
+        return same / len(ok), [i["sample_id"] for i in items]
+
+    right, ids = agreement(100)
+    wrong, _ = agreement(0)
+    assert ids[0] == "fer0000100" and ids[-1] == "fer0000299"
+    assert right > 0.5 and wrong < 0.3, (right, wrong)
+    faces = read_manifest(run("fer2013", "align", tmp_path / "w1", root=cut, first_row=100)
+                          .folder)
+    assert faces["sample_id"].iloc[0] == "fer0000100"

@@ -33,11 +33,13 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fer_prep.datasets import DATASETS, Dataset, find_file
 from fer_prep.errors import InputError
+from fer_prep.params import option
 
 SIDE = 48
 CODES = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness", 5: "surprise",
@@ -53,6 +55,16 @@ FOLDERS = {"angry": 0, "disgust": 1, "fear": 2, "happy": 3, "sad": 4, "surprise"
 PREFIXES = ("Training", "PublicTest", "PrivateTest")
 
 
+@dataclass(frozen=True)
+class FER2013Options:
+    """Where a partial copy of fer2013.csv starts in the full file."""
+
+    first_row: int | None = option(None, "The place (0-based) of this fer2013.csv's first data "
+                                   "row in the full file, for a partial copy: ids keep the "
+                                   "full file's row numbers, and FER+ joins from there [0].",
+                                   low=0)
+
+
 @DATASETS.register("fer2013")
 class FER2013(Dataset):
     name = "fer2013"
@@ -62,6 +74,7 @@ class FER2013(Dataset):
     root_help = ("Folder holding fer2013.csv (or icml_face_data.csv, or train.csv and test.csv, "
                  "or Kaggle's train/<class>/ and test/<class>/ images).")
     codes = CODES
+    Options = FER2013Options
     official_test = "PrivateTest"
     official_train = ("training",)
     official_validation = "PublicTest"
@@ -73,11 +86,16 @@ class FER2013(Dataset):
     integers = ("label_code", "source_line")
 
     def read(self, root: Path, options: Any) -> list[dict[str, Any]]:
+        given = getattr(options, "first_row", None)  # read(root, None) reads from row 0
+        first = given or 0
         if not any(find_file(root, name) for name in FILES):
             images = image_folders(root)
             if images is not None:
+                if given is not None:
+                    raise InputError(f"{root}: --first-row places rows of fer2013.csv; "
+                                     "Kaggle's images carry their own names")
                 return read_images(images, self.name)
-        return [item for path in csv_files(root) for item in read_rows(path, self.name)]
+        return [item for path in csv_files(root) for item in read_rows(path, self.name, first)]
 
     def load_image(self, item: dict[str, Any]) -> Any:
         try:
@@ -163,8 +181,9 @@ def image_file(path: str) -> Any:
     return image
 
 
-def read_rows(path: Path, dataset: str) -> list[dict[str, Any]]:
-    """One item per data row of a FER2013 CSV; a row it cannot use says why, naming the line."""
+def read_rows(path: Path, dataset: str, first: int = 0) -> list[dict[str, Any]]:
+    """One item per data row of a FER2013 CSV; a row it cannot use says why, naming the line.
+    `first`: the place of the file's first row in the full file (ids are the full file's)."""
     prefix, fixed_split = FILES[path.name]
     items = []
     with open(path, "rb") as fh:
@@ -176,8 +195,8 @@ def read_rows(path: Path, dataset: str) -> list[dict[str, Any]]:
         col = {n: names.index(n) for n in ("emotion", "pixels", "usage") if n in names}
         for index, raw in enumerate(fh):
             line = index + 2
-            items.append(_item(raw, line, offset, col, path, dataset, f"{prefix}{index:07d}",
-                               fixed_split))
+            items.append(_item(raw, line, offset, col, path, dataset,
+                               f"{prefix}{first + index:07d}", fixed_split))
             offset += len(raw)
     return items
 
