@@ -102,8 +102,9 @@ def join(items: list[dict[str, Any]], path: Path, mode: str, first: int | None =
     """FER2013's items with their FER+ votes, joined by row and checked by Usage. A FER2013 CSV
     shorter than fer2013new.csv (a partial copy) is refused unless `first` says where its
     first row is in the full file: joined from the start, its rows would get other rows' votes
-    (on rows 401–1167 the FER+ majority then agrees with FER2013's label on 16 % of rows, 66 %
-    when joined right), and the Usage check cannot see it where both are Training."""
+    (rows 100–299 of FER2013: FER+'s majority agrees with FER2013's label on 24 % of them
+    joined from row 0, 62 % from row 100), and the Usage check cannot see it where both are
+    Training."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.reader(fh))
     header = [c.strip() for c in rows[0]]
