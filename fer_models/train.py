@@ -17,7 +17,8 @@ test part, as several seeds do, and every output says so.
 CPU runs are deterministic (`torch.use_deterministic_algorithms`), and a run killed after any
 epoch and resumed ends with the weights of one never interrupted: batches and augmentation depend
 only on (seed, epoch) (`fer_models.data.SeededSampler`), dropout on the RNG state saved with
-every epoch. On CUDA: bf16 autocast, channels_last, pinned memory, non-blocking copies.
+every epoch. On CUDA: bf16 autocast, channels_last, pinned memory, non-blocking copies; on a
+CPU with native bf16 (AVX-512 BF16, AMX) bf16 autocast and channels_last too (`--precision`).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ RESULTS = "results.md"
 class Config:
     """Everything a fold's result depends on; saved in metrics.json and every checkpoint.
 
-    Worker count, device and cache size are left out: they change the speed, not the run.
+    Worker count, device, precision and cache size are left out: they change the speed, not
+    what the run is (bf16 moves the last digits).
     """
 
     model: str
@@ -123,6 +125,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX), where oneDNN's bf16
+    convolutions run 2–3× faster than float32 (bench/train_speed.py); emulated elsewhere."""
+    return any(getattr(torch.cpu, name, lambda: False)()
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_precision(name: str, device: torch.device) -> bool:
+    """Whether to train and test under bf16 autocast: `auto` on CUDA and on a CPU with native
+    bf16; `bf16` anywhere; `fp32` never."""
+    if name not in PRECISIONS:
+        raise InputError(f"unknown precision {name!r}; choose {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return device.type == "cuda" or cpu_has_bf16()
+    return name == "bf16"
+
+
 @contextlib.contextmanager
 def determinism(device: torch.device) -> Iterator[None]:
     """Deterministic kernels on the CPU (restored afterwards); cuDNN autotuning on CUDA."""
@@ -145,6 +167,7 @@ class Run:
     config: Config
     inputs: Inputs
     device: torch.device
+    bf16: bool  # bf16 autocast (weights and optimizer stay float32)
     folder: Path
     workers: int
     cache_bytes: int
@@ -160,8 +183,8 @@ class Run:
 def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
           fold: int | str = "all", *, epochs: int | None = None, batch_size: int | None = None,
           lr: float | None = None, size: int | None = None, seed: int = 0,
-          device: str = "auto", pretrained: str | Path | None = None,
-          resume: bool | str = False,
+          device: str = "auto", precision: str = "auto",
+          pretrained: str | Path | None = None, resume: bool | str = False,
           workers: int | None = None, cache_gb: float = 4.0, progress: bool = True,
           echo: Callable[[str], None] = print, protocol: str | None = None,
           select: str = "auto", loss: str = "majority", balanced: bool = False,
@@ -204,7 +227,8 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
     if inputs.left_out:
         counts = ", ".join(f"{n} {label}" for label, n in inputs.left_out.items())
         echo(f"note: {counts} rows left out: {model} trains on {', '.join(inputs.classes)}")
-    run = Run(config=config, inputs=inputs, device=dev, folder=work / dataset / RUNS / config.run,
+    run = Run(config=config, inputs=inputs, device=dev, bf16=resolve_precision(precision, dev),
+              folder=work / dataset / RUNS / config.run,
               workers=min(4, os.cpu_count() or 1) if workers is None else workers,
               cache_bytes=int(cache_gb * 2**30), resume=resume, progress=progress, echo=echo)
     with determinism(dev):
@@ -266,10 +290,12 @@ def fit_fold(run: Run, k: int) -> None:
     for epoch in range(start, cfg.epochs):
         loaders["train"].sampler.set_epoch(epoch)
         fit = train_epoch(net, opt, loaders["train"], dev,
-                          f"{cfg.run} fold {k} epoch {epoch + 1}/{cfg.epochs}", run.progress)
+                          f"{cfg.run} fold {k} epoch {epoch + 1}/{cfg.epochs}", run.progress,
+                          run.bf16)
         sched.step()
-        test = evaluate(net, loaders["test"], dev, n, clips)
-        val = evaluate(net, loaders["validation"], dev, n) if "validation" in loaders else None
+        test = evaluate(net, loaders["test"], dev, n, clips, run.bf16)
+        val = evaluate(net, loaders["validation"], dev, n, bf16=run.bf16) \
+            if "validation" in loaders else None
         history.append({"epoch": epoch + 1, **{f"train_{m}": v for m, v in fit.items()},
                         **{f"test_{m}": v for m, v in test.items() if "confusion" not in m},
                         **{f"validation_{m}": v for m, v in (val or {}).items()
@@ -291,7 +317,7 @@ def fit_fold(run: Run, k: int) -> None:
         run.echo(_epoch_line(k, epoch + 1, cfg.epochs, fit, test, val))
     if chosen is None:  # resumed a finished fold whose metrics were lost
         chosen = {"epoch": cfg.epochs, "score": 0.0, "validation_accuracy": None,
-                  "test": evaluate(net, loaders["test"], dev, n, clips)}
+                  "test": evaluate(net, loaders["test"], dev, n, clips, run.bf16)}
     _write_fold(run, k, folder, chosen, history, extra, {p: len(d.dataset)
                                                          for p, d in loaders.items()})
 
@@ -319,7 +345,7 @@ def fold_model(run: Run, k: int, masks: Masks | None, train_rows: Any, fresh: bo
     net = create_model(cfg.model, len(run.inputs.classes), **options)
     extra = _initialise(run, net, k, train_rows) if fresh else {}
     net.to(run.device)
-    if run.device.type == "cuda":
+    if run.device.type == "cuda" or run.bf16:
         net.to(memory_format=torch.channels_last)
         net.channels_last = True
     return net, extra
@@ -439,8 +465,8 @@ def _to(batch: Batch, dev: torch.device) -> Batch:
     return {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
 
 
-def _autocast(dev: torch.device) -> torch.autocast:
-    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+def _autocast(dev: torch.device, bf16: bool) -> torch.autocast:
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def _images(batch: Batch) -> int:
@@ -449,7 +475,7 @@ def _images(batch: Batch) -> int:
 
 
 def train_epoch(net: FERModel, opt: torch.optim.Optimizer, loader: Any, dev: torch.device,
-                desc: str, progress: bool) -> dict[str, float]:
+                desc: str, progress: bool, bf16: bool) -> dict[str, float]:
     """One pass over the training part; a progress bar with loss, accuracy and images/s."""
     net.train()
     sums: dict[str, torch.Tensor] = {}
@@ -462,7 +488,7 @@ def train_epoch(net: FERModel, opt: torch.optim.Optimizer, loader: Any, dev: tor
         batch = _to(batch, dev)
         if "crop" in batch:
             batch = augment(batch)
-        with _autocast(dev):
+        with _autocast(dev, bf16):
             out = net(batch)
             parts = net.loss(out, batch)
         opt.zero_grad(set_to_none=True)
@@ -486,7 +512,7 @@ def train_epoch(net: FERModel, opt: torch.optim.Optimizer, loader: Any, dev: tor
 
 @torch.no_grad()
 def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int,
-             clips: np.ndarray | None = None) -> dict[str, Any]:
+             clips: np.ndarray | None = None, bf16: bool = False) -> dict[str, Any]:
     """Loss, accuracy, mean class accuracy and confusion matrix (rows: true, columns:
     predicted) on a part; with `clips` (each item's clip) also the clip accuracy and confusion,
     a clip's prediction the argmax of its frames' mean probabilities. The loader keeps the
@@ -498,7 +524,7 @@ def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int,
     seen = 0
     for batch in loader:
         batch = _to(batch, dev)
-        with _autocast(dev):
+        with _autocast(dev, bf16):
             out = net(batch)
             parts = net.loss(out, batch)
         n = len(batch["label"])

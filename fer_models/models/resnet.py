@@ -6,7 +6,8 @@ Kept: the architecture and the input range. Changed: AdamW instead of SGD, the t
 selectable (`backbone=`: resnet18, resnet34, resnet50), and `stem="small"` gives it the CIFAR
 ResNets' 3×3 stride-1 stem without max-pool, for 48-px faces (CK+48, FER2013), and
 `standardize=True` brings each face to zero mean and unit variance first, so a subject filmed
-darker is not another distribution. `expression=True` also reads the face's MediaPipe
+darker is not another distribution; `width` scales the trunk's channels (0.5: FER2013 on
+a CPU). `expression=True` also reads the face's MediaPipe
 blendshape scores and head pose (`fer_models.inputs.EXPRESSION` values, zeros for a face without
 them) and classifies the trunk's features and those values together (late fusion).
 """
@@ -28,10 +29,10 @@ class ResNetClassifier(FERModel):
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", dropout: float = 0.5,
                  stem: str = "imagenet", standardize: bool = False,
-                 expression: bool = False) -> None:
+                 expression: bool = False, width: float = 1.0) -> None:
         super().__init__()
         self.standardize, self.expression = standardize, expression
-        self.backbone, dim = create_backbone(backbone, stem)
+        self.backbone, dim = create_backbone(backbone, stem, width)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(dim + (EXPRESSION if expression else 0), num_classes)
 
