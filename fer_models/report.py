@@ -20,20 +20,25 @@ def accuracy_table(metrics: dict[str, Any]) -> str:
     FMPN's stage 1 (generator alone) has no accuracy; its table shows the test mask MSE.
     """
     folds = metrics["folds"]
-    scored = metrics.get("mean_accuracy") is not None
+    scored = not any(f.get("accuracy") is None and f.get("test_mse") is not None
+                     for f in folds.values())  # FMPN's stage 1: the mask MSE alone
     what = "accuracy %" if scored else "mask MSE"
     scheme = metrics.get("folds_params", {}).get("scheme", "?")
+    selected = metrics.get("selected_by", "last")
     at = {"last": "last epoch", "validation": "epoch chosen on validation",
-          "test": "epoch chosen on TEST"}[metrics.get("selected_by", "last")]
+          "test": "epoch chosen on TEST"}[selected]
+    validation = selected == "validation"
     lines = [f"{metrics['run']} on {metrics['dataset']} ({scheme} folds, {len(folds)} of "
              f"{metrics['n_folds']}), {metrics['unit']}s, {at}:",
-             f"{'fold':>5} {'train':>6} {'test':>6} {what:>11}"]
+             f"{'fold':>5} {'train':>6} {'test':>6} {what:>11}"
+             + (f" {'validation %':>13} {'epoch':>6}" if validation else "")]
     for key in sorted(folds, key=int):
         fold = folds[key]
-        value = 100 * fold["accuracy"] if scored else fold["test_mse"]
-        lines.append(f"{key:>5} {fold['n_train']:>6} {fold['n_test']:>6} "
-                     f"{value:>11.{2 if scored else 4}f}")
-    if scored:
+        value = _percent(fold["accuracy"]) if scored else f"{fold['test_mse']:.4f}"
+        lines.append(f"{key:>5} {fold['n_train']:>6} {fold['n_test']:>6} {value:>11}"
+                     + (f" {_percent(fold.get('validation_accuracy')):>13} "
+                        f"{fold['selected_epoch']:>6}" if validation else ""))
+    if metrics.get("mean_accuracy") is not None:
         lines.append(f"{'mean':>5} {'':>6} {'':>6} {100 * metrics['mean_accuracy']:>11.2f} "
                      f"± {100 * metrics['std_accuracy']:.2f}  (all test {metrics['unit']}s "
                      f"pooled: {100 * metrics['overall_accuracy']:.2f})")
@@ -47,23 +52,26 @@ def results_markdown(metrics: dict[str, Any]) -> str:
 
     protocol = PROTOCOLS.get(metrics["protocol"])
     names = list(protocol.metrics)
+    validation = metrics["selected_by"] == "validation"
     scheme = metrics.get("folds_params", {}).get("scheme", "?")
     chosen = {"last": "the last epoch", "validation": "the epoch best on the validation split",
               "test": "the epoch best ON THE TEST PART (as several seeds choose it; not an "
                       "unbiased estimate)"}[metrics["selected_by"]]
     lines = [f"# {metrics['run']} on {metrics['dataset']}: protocol {metrics['protocol']}", "",
              f"{protocol.doc}; {scheme} folds; {metrics['unit']}s; reported at {chosen}.", "",
-             "| " + " | ".join(["fold", "train", "test", "epoch", *(TITLES[m] for m in names)])
-             + " |", "|" + " --- |" * (4 + len(names))]
+             "| " + " | ".join(["fold", "train", "test", "epoch", *(TITLES[m] for m in names),
+                                *(["validation accuracy %"] if validation else [])])
+             + " |", "|" + " --- |" * (4 + len(names) + validation)]
     for key in sorted(metrics["folds"], key=int):
         fold = metrics["folds"][key]
-        cells = [_percent(fold.get(m)) for m in names]
+        cells = [_percent(fold.get(m)) for m in names] + \
+            ([_percent(fold.get("validation_accuracy"))] if validation else [])
         lines.append(f"| {key} | {fold['n_train']} | {fold['n_test']} | "
                      f"{fold['selected_epoch']} | " + " | ".join(cells) + " |")
     if protocol.folds and len(metrics["folds"]) > 1:
         cells = [f"{_percent(metrics['metrics'][m]['mean'])} ± "
                  f"{_percent(metrics['metrics'][m]['std'])}" for m in names]
-        lines.append("| mean ± std | | | | " + " | ".join(cells) + " |")
+        lines.append("| mean ± std | | | | " + " | ".join(cells) + " |" * (1 + validation))
     return "\n".join(lines) + "\n"
 
 

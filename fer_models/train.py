@@ -232,15 +232,25 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
               workers=min(4, os.cpu_count() or 1) if workers is None else workers,
               cache_bytes=int(cache_gb * 2**30), resume=resume, progress=progress, echo=echo)
     with determinism(dev):
-        for k in select_folds(inputs, fold, echo):
+        for k in select_folds(inputs, fold, echo, rule == "validation"):
             fit_fold(run, k)
     return collect(run)
 
 
-def select_folds(inputs: Inputs, fold: int | str, echo: Callable[[str], None]) -> list[int]:
-    """The folds to train: one (checked), or every fold with a test part."""
+def select_folds(inputs: Inputs, fold: int | str, echo: Callable[[str], None],
+                 validation: bool = False) -> list[int]:
+    """The folds to train: one (checked), or every fold with a test part. With `validation`
+    (the epoch chosen on the validation split) a fold without test rows is trained too: a copy
+    of FER2013 without PrivateTest still trains and chooses on PublicTest."""
     folds_dir = inputs.work / inputs.dataset / "folds"
     has_test = set(inputs.rows["fold"].unique())
+    if validation:
+        untested = [k for k in range(inputs.n_folds) if k not in has_test]
+        if untested:
+            echo(f"note: fold(s) {', '.join(map(str, untested))} have no test rows of "
+                 f"{', '.join(inputs.classes)} (FER2013 without PrivateTest): trained, the epoch "
+                 "chosen on the validation split, no test accuracy")
+        has_test |= set(untested)
     if str(fold) == "all":
         empty = [k for k in range(inputs.n_folds) if k not in has_test]
         if empty:
@@ -293,7 +303,9 @@ def fit_fold(run: Run, k: int) -> None:
                           f"{cfg.run} fold {k} epoch {epoch + 1}/{cfg.epochs}", run.progress,
                           run.bf16)
         sched.step()
-        test = evaluate(net, loaders["test"], dev, n, clips, run.bf16)
+        test = evaluate(net, loaders["test"], dev, n, clips, run.bf16) if len(test_rows) \
+            else {"loss": None, "accuracy": None, "mean_class_accuracy": None,
+                  "confusion": [[0] * n] * n}
         val = evaluate(net, loaders["validation"], dev, n, bf16=run.bf16) \
             if "validation" in loaders else None
         history.append({"epoch": epoch + 1, **{f"train_{m}": v for m, v in fit.items()},
@@ -551,8 +563,9 @@ def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int,
 
 
 def _score(result: dict[str, Any] | None) -> float:
-    """Higher is better: accuracy, or minus the mask MSE for FMPN's generator stage."""
-    if result is None:
+    """Higher is better: accuracy, or minus the mask MSE for FMPN's generator stage; -inf for
+    a part not there (no test rows)."""
+    if result is None or (result["accuracy"] is None and "mse" not in result):
         return float("-inf")
     return result["accuracy"] if result["accuracy"] is not None else -result["mse"]
 
@@ -569,9 +582,11 @@ def _epoch_line(k: int, epoch: int, epochs: int, fit: dict[str, Any], test: dict
 
     validation = "" if val is None else f" | validation loss {val['loss']:.4f}" \
         f"{acc(val['accuracy'])}"
+    tested = "no test rows" if test["loss"] is None else \
+        f"loss {test['loss']:.4f}{acc(test['accuracy'])}"
     return (f"fold {k} epoch {epoch}/{epochs}: train loss {fit['loss']:.4f}"
             f"{acc(fit['accuracy'])}, {fit['images_per_s']:.0f} images/s{validation} | test "
-            f"loss {test['loss']:.4f}{acc(test['accuracy'])}")
+            f"{tested}")
 
 
 def _write_fold(run: Run, k: int, folder: Path, chosen: dict[str, Any], history: list,
@@ -625,6 +640,7 @@ def collect(run: Run) -> dict[str, Any]:
         "n_folds": inputs.n_folds, "folds_params": inputs.folds_params,
         "protocol": cfg.protocol, "selected_by": cfg.select, "metrics": summary,
         "left_out": inputs.left_out, "config": asdict(cfg), "device": run.device.type,
+        "precision": "bf16" if run.bf16 else "fp32",
         "mean_accuracy": float(np.mean(accuracies)) if accuracies else None,
         "std_accuracy": float(np.std(accuracies)) if accuracies else None,
         "overall_accuracy": float(np.trace(confusion) / confusion.sum()) if accuracies else None,
