@@ -91,8 +91,11 @@ def test_labels_from_folders_subjects_from_names_faces_as_cropped(ck48, aligned)
 
 def test_subject_folds_keep_each_person_on_one_side(ck48, aligned) -> None:
     _, facts = ck48
+    default = run("folders", "folds", aligned, k=5)  # no --scheme; rows with subjects
+    assert default.record["params"]["scheme"] == "subject-kfold"
+    assert default.record["subject_independent"] is True
     with pytest.raises(FoldError, match="image-kfold is for datasets without subject ids"):
-        run("folders", "folds", aligned)  # the default needs no subjects; these rows have some
+        run("folders", "folds", aligned, scheme="image-kfold")
     kfold = run("folders", "folds", aligned, scheme="subject-kfold", k=5)
     assert kfold.record["subject_independent"] is True and kfold.record["n_folds"] == 5
     folds = read_manifest(aligned / "folders/folds")
@@ -245,6 +248,10 @@ def test_a_tree_aligned_under_a_name_is_that_dataset_in_later_commands(ck48, tmp
     faces = read_manifest(tmp_path / "work/ck48/align")
     assert (faces["dataset"] == "ck48").all() and not (tmp_path / "work/folders").exists()
     assert faces["subject"].notna().all()  # the options the tree was read with go along
+    out = runner.invoke(main, ["folds", "--dataset", "ck48", "--work", work, "--k", "5"])
+    assert out.exit_code == 0 and "ck48 folds" in out.output, out.output  # subject k-fold
+    assert read_manifest(tmp_path / "work/ck48/folds").groupby("subject")["fold"].nunique().eq(
+        1).all()
     out = runner.invoke(main, ["folds", "--dataset", "ck48", "--work", work, "--scheme", "loso"])
     assert out.exit_code == 0 and "ck48 folds" in out.output, out.output
     out = runner.invoke(main, ["export", "imagefolder", "--dataset", "ck48", "--work", work,

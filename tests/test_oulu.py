@@ -349,27 +349,42 @@ def test_the_sample_is_oulu_shaped_and_deterministic(samples: Path, tmp_path: Pa
     assert all((root / f).read_bytes() == (again / f).read_bytes() for f in files)
 
 
-def test_mafer_export_is_the_folder_its_loader_reads(aligned, tmp_path: Path) -> None:
-    """MAFER's datasets/oulucasia.py reads `<Expression>/<image>` with cv2 and loads the
-    database CSV when it exists; main_oulu.py KFolds its rows (seed 17) and subtracts
-    mean.npy per BGR channel. Checked here as its loader reads them (CI cannot fetch it)."""
+def test_mafer_export_is_the_folder_its_loader_reads(aligned, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAFER's datasets/oulucasia.py reads `<Expression>/<image>` with cv2 from where it runs
+    and loads the database CSV when it exists (else its builder lists the folder); main_oulu.py
+    KFolds its rows (seed 17) and subtracts mean.npy per BGR channel. Checked here as its loader
+    reads them (CI cannot fetch it), from a moved copy of the export."""
     from sklearn.model_selection import KFold
 
     from fer_prep.exports import export
 
     work, faces = aligned
     folds = run("oulu", "folds", work, scheme="mafer")
-    out = tmp_path / "oulucasia"
-    result = export("mafer", "oulu", work, out)
-    table = pd.read_csv(out / "oulucasia_database.csv")  # as MAFER reads it back
+    written = tmp_path / "oulucasia"
+    result = export("mafer", "oulu", work, written)
+    out = tmp_path / "moved"
+    written.rename(out)  # relative paths: the export reads the same anywhere
+    monkeypatch.chdir(out)  # MAFER runs in the export: `-df .`
+    table = pd.read_csv("oulucasia_database.csv")  # as MAFER reads it back
     assert list(table.columns) == ["Unnamed: 0", "image_path", "expression"]
     assert len(table) == (faces["status"] == "ok").sum() == sum(
         n for k, n in result.counts.items() if k.endswith("faces"))
     index = {"Surprise": 0, "Happiness": 1, "Sadness": 2, "Anger": 3, "Fear": 4, "Disgust": 5}
     for path, code in zip(table["image_path"], table["expression"], strict=True):
-        assert Path(path).parent.parent == out.absolute() and cv2.imread(path) is not None
+        assert path.startswith("./") and cv2.imread(path) is not None
         assert index[Path(path).parent.name] == code
     assert table["image_path"].tolist() == sorted(table["image_path"])
+    # MAFER's __create_database with -df . on the class folders alone: the same rows
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for name in ("oulucasia_database.csv", "mean.npy", "fer-prep-export.json"):
+        (out / name).rename(aside / name)
+    built = [(os.path.join(".", expr, img), index[expr]) for expr in os.listdir(".")
+             for img in os.listdir(os.path.join(".", expr))]
+    assert sorted(built) == list(zip(table["image_path"], table["expression"], strict=True))
+    for name in ("oulucasia_database.csv", "mean.npy", "fer-prep-export.json"):
+        (aside / name).rename(out / name)
     placed = read_manifest(folds.folder).query("status == 'ok'")
     ours = dict(zip(placed["sample_id"], placed["fold"], strict=True))
     theirs = {}

@@ -64,6 +64,11 @@ class Dataset:
     #: item statuses its protocol expects (FER+'s dropped votes): counted, not warned about
     quiet: ClassVar[frozenset[str]] = frozenset()
 
+    def scheme_for(self, read: dict[str, Any]) -> str:
+        """`fer-prep folds`' scheme without --scheme, for rows read with reader options `read`
+        (the align record's): a scheme the rows allow."""
+        return self.default_scheme
+
     def read(self, root: Path, options: Any) -> list[dict[str, Any]]:
         """One item per source file; InputError when `root` is not this dataset."""
         raise NotImplementedError

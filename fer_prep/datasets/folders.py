@@ -105,6 +105,10 @@ class Folders(Dataset):
         renamed.name = options.name
         return renamed
 
+    def scheme_for(self, read: dict[str, Any]) -> str:
+        """Subject k-fold where `--subject-pattern` gave the rows subjects, else image k-fold."""
+        return "subject-kfold" if read.get("subject_pattern") else self.default_scheme
+
     def read_labels(self, root: Path) -> list[dict[str, Any]]:
         """Labels are folder names: folds from --root need no image opened (no subjects, as
         the reader options do not reach the folds stage)."""

@@ -14,8 +14,11 @@ Fear 4, Disgust 5; `__create_database` joins `listdir(dataset_folder)` and `list
 database's rows). MAFER makes its own folds: the export takes every usable face of the folds
 manifest, whatever its scheme, in MAFER's six classes. The database lists them sorted (class
 folder, then name), the order `fer-prep folds --scheme mafer` uses, so MAFER's KFold over it
-gives exactly those folds; its paths are absolute, to where the export is written (delete the
-file to have MAFER list the folders itself, in `os.listdir`'s order).
+gives exactly those folds. Its paths are relative, `./<Expression>/<image>`, as MAFER's builder
+writes them for `-df .`: MAFER opens them with `cv2.imread` from where it runs, so run it in the
+export (`cd OUT && python …/main_oulu.py -df . -dn oulucasia`); the export can be moved. The
+database is always written: MAFER's builder takes every entry of the folder for a class folder,
+and `mean.npy` (which its `finetune` runs load from that folder) is one.
 """
 
 from __future__ import annotations
@@ -56,12 +59,12 @@ def write(source: Source, out: Staging) -> None:
         total += image.reshape(-1, 3).sum(0)
         pixels += image.shape[0] * image.shape[1]
         out.counts[f"{folder} faces"] += 1
-    database = pd.DataFrame({"image_path": [str(out.final / f / n) for f, n, _ in placed],
+    database = pd.DataFrame({"image_path": [f"./{f}/{n}" for f, n, _ in placed],
                              "expression": [INDEX[f] for f, _, _ in placed]})
     out.text(DATABASE, database.to_csv())
     buffer = io.BytesIO()
     np.save(buffer, total / pixels)
     out.data("mean.npy", buffer.getvalue())
-    out.notes.append(f"{DATABASE} names the faces where this export is written ({out.final}); "
-                     "MAFER's KFold(10, seed 17) over it gives `folds --scheme mafer` (k 10, "
-                     "seed 17)")
+    out.notes.append(f"{DATABASE} names the faces relative to {out.final}: run MAFER there "
+                     "(`-df .`); its KFold(10, seed 17) over it gives `folds --scheme mafer` (k "
+                     "10, seed 17)")

@@ -87,8 +87,10 @@ class Stage:
         """The stage folders this run reads."""
         return () if self.reads_dataset(params, ctx) else self.inputs
 
-    def for_dataset(self, params: Any, dataset: Dataset) -> Any:
-        """The parameters with the defaults that depend on the dataset filled in."""
+    def for_dataset(self, params: Any, dataset: Dataset, read: dict[str, Any] | None = None
+                    ) -> Any:
+        """The parameters with the defaults that depend on the dataset filled in; `read`: the
+        reader options the input stage's rows were read with (its record's)."""
         return params
 
     def read(self, ctx: Context) -> list[dict[str, Any]]:

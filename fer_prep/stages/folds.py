@@ -118,8 +118,9 @@ class Folds(Stage):
     columns = COLUMNS
     shows = {"folds": "fold_<K>/{train,test}.csv"}
 
-    def for_dataset(self, params: FoldsParams, dataset: Dataset) -> FoldsParams:
-        return replace(params, scheme=params.scheme or dataset.default_scheme).resolved()
+    def for_dataset(self, params: FoldsParams, dataset: Dataset,
+                    read: dict[str, Any] | None = None) -> FoldsParams:
+        return replace(params, scheme=params.scheme or dataset.scheme_for(read or {})).resolved()
 
     def notes(self, record: dict[str, Any]) -> list[str]:
         sizes = " ".join(str(n) for n in record.get("test_rows", []))
