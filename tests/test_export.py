@@ -141,7 +141,7 @@ def ckplus_work(shared: Path, tmp_path_factory) -> Path:
 
 
 #: what CK+ exports to (mafer: MAFER's Oulu-CASIA folder takes any faces of its six classes)
-CKPLUS_EXPORTS = ("emotion-fan", "fmpn", "imagefolder", "landmark-driven", "mafer")
+CKPLUS_EXPORTS = ("emotion-fan", "fmpn", "hf", "imagefolder", "landmark-driven", "mafer")
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +295,35 @@ def test_imagefolder_export_reads_as_imagefolder_reads_it(exported, ckplus_work:
     assert result.placed == {"hard links": result.counts["files"]}
     assert left_out > 0  # 10 folds of 5 subjects: some fold parts lack a class, said per class
     assert sum("ImageFolder would number" in note for note in result.notes) > 0
+
+
+def test_hf_export_holds_each_folds_faces_landmarks_and_expression(exported, ckplus_work):
+    """A DatasetDict per fold (load_from_disk): each part the folds' rows, each image the chip,
+    landmarks in its pixels, MediaPipe's blendshapes and pose as align wrote them."""
+    import datasets
+
+    from fer_prep.align import transform_points
+
+    root, result = exported["hf"]
+    faces = read_manifest(ckplus_work / "ckplus/align").set_index("sample_id")
+    assert result.counts["folds"] == K
+    for k in range(K):
+        fold = datasets.load_from_disk(str(root / f"fold_{k}"))
+        assert set(fold) == {"train", "test"}  # CK+ has no validation split
+        names = fold["train"].features["label"].names
+        for part in ("train", "test"):
+            listed = pd.read_csv(ckplus_work / f"ckplus/folds/fold_{k}/{part}.csv")
+            assert sorted(fold[part]["sample_id"]) == sorted(listed["sample_id"])
+        for row in fold["test"]:
+            face = faces.loc[row["sample_id"]]
+            assert names[row["label"]] == face["label"]
+            chip = cv2.imread(str(ckplus_work / "ckplus/align" / face["face_path"]))
+            assert np.array_equal(np.asarray(row["image"].convert("RGB"))[..., ::-1], chip)
+            points = transform_points(np.reshape(face["landmarks68"], (68, 2)),
+                                      np.reshape(face["matrix"], (2, 3)))
+            assert np.allclose(row["landmarks"], points, atol=1e-3)
+            assert np.allclose(row["blendshapes"], face["blendshapes"], atol=1e-6)
+            assert abs(row["yaw"] - face["yaw"]) < 1e-3 and abs(row["roll"] - face["roll"]) < 1e-3
 
 
 def test_landmark_driven_export_reads_as_the_seed_reads_it(exported, ckplus_work, monkeypatch):

@@ -305,3 +305,49 @@ def test_a_partial_fer2013_csv_joins_ferplus_only_from_its_place(fer, tmp_path) 
     faces = read_manifest(run("fer2013", "align", tmp_path / "w1", root=cut, first_row=100)
                           .folder)
     assert faces["sample_id"].iloc[0] == "fer0000100"
+
+
+def test_hf_export_is_a_datasetdict_per_fold_with_publictest_as_validation(
+        kaggle: Path, tmp_path: Path) -> None:
+    """`export hf` on Kaggle's images: train (Training), test (PrivateTest) and validation
+    (PublicTest), read back by `datasets.load_from_disk` and through a torch DataLoader; every
+    image the chip's own pixels, every label the manifest's."""
+    import datasets
+    import torch
+
+    work, out = tmp_path / "work", tmp_path / "hf"
+    run("fer2013", "align", work, root=kaggle, jobs=1)
+    run("fer2013", "folds", work)
+    result = CliRunner().invoke(main, ["export", "hf", "--dataset", "fer2013", "--work",
+                                       str(work), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    moved = tmp_path / "moved"
+    out.rename(moved)  # the images are inside: the export reads the same anywhere
+    shutil.rmtree(work / "fer2013/align/faces")
+    fold = datasets.load_from_disk(str(moved / "fold_0"))
+    assert set(fold) == {"train", "test", "validation"}
+    splits = {part: set(fold[part]["split"]) for part in fold}
+    assert splits == {"train": {"Training"}, "test": {"PrivateTest"},
+                      "validation": {"PublicTest"}}
+    folds = read_manifest(work / "fer2013/folds").set_index("sample_id")
+    names = fold["train"].features["label"].names
+    assert names == ["neutral", "anger", "happiness", "sadness", "surprise"]
+    sources = read_manifest(work / "fer2013/align").set_index("sample_id")["source_path"]
+    for part in fold.values():
+        for row in part:
+            assert names[row["label"]] == folds.loc[row["sample_id"], "label"]
+            source = sources[row["sample_id"]]  # Kaggle's JPEG
+            pixels = np.asarray(row["image"])
+            assert pixels.shape == (48, 48)
+            assert np.abs(pixels.astype(int) - cv2.imread(str(source), 0)).max() <= 1
+            points = np.asarray(row["landmarks"])
+            assert points.shape == (68, 2) and (points > -5).all() and (points < 53).all()
+    assert len(fold["train"]) + len(fold["test"]) == (folds["status"] == "ok").sum()
+
+    def collate(batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = [torch.from_numpy(np.asarray(b["image"]).copy()) for b in batch]
+        return torch.stack(images), torch.tensor([b["label"] for b in batch])
+
+    images, labels = next(iter(torch.utils.data.DataLoader(fold["train"], batch_size=4,
+                                                           collate_fn=collate)))
+    assert images.shape == (4, 48, 48) and images.dtype == torch.uint8 and len(labels) == 4

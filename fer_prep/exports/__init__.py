@@ -9,7 +9,8 @@ format lives in its own module, registered by name in `EXPORTS` and imported onl
 - `landmark-driven`: grey images with a 136-line landmark file each, and `*_images.txt` /
   `*_labels.txt` lists (Landmark-Driven FER);
 - `ferplus`, `diversified-fer`, `esr-affectnet`: FERPlus's, Diversified FER's and ESR's trees;
-- `mafer`: MAFER's Oulu-CASIA folder (`<Expression>/…`, its database CSV, `mean.npy`).
+- `mafer`: MAFER's Oulu-CASIA folder (`<Expression>/…`, its database CSV, `mean.npy`);
+- `hf`: a Hugging Face `DatasetDict` per fold (`save_to_disk`), for timm / transformers code.
 
 The export is built in a temporary sibling of `out` and moved into place entry by entry at the
 end, so a killed run leaves nothing half-written in `out`. An `out` that holds files this export
@@ -51,6 +52,7 @@ EXPORTS.add("ferplus", "fer_prep.exports.ferplus:write")
 EXPORTS.add("diversified-fer", "fer_prep.exports.diversified_fer:write")
 EXPORTS.add("esr-affectnet", "fer_prep.exports.esr_affectnet:write")
 EXPORTS.add("mafer", "fer_prep.exports.mafer:write")
+EXPORTS.add("hf", "fer_prep.exports.hf:write")
 
 MARKER = "fer-prep-export.json"  # what an export wrote into `out`, so a re-export may replace it
 HOW = ("link", "copy")
