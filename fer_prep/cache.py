@@ -29,8 +29,13 @@ TMP_MARK = ".tmp-"
 
 def digest(obj: Any) -> str:
     """Stable short hash of a JSON-able object."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """A numpy array (AffectNet's landmarks) as its full list: str() would abbreviate it."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def file_hash(path: str | Path) -> str:
