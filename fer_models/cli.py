@@ -44,6 +44,24 @@ class FoldParam(click.ParamType):
             self.fail(f"{value!r} is neither a fold number nor 'all'", param, ctx)
 
 
+class BlurParam(click.ParamType):
+    """A σ in pixels (0 or more), or `auto`."""
+
+    name = "SIGMA|auto"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float | str:
+        if str(value) == "auto":
+            return "auto"
+        try:
+            sigma = float(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is neither a σ in pixels nor 'auto'", param, ctx)
+        if not 0 <= sigma <= 20:
+            self.fail(f"{sigma:g}: give a σ of 0 to 20 pixels", param, ctx)
+        return sigma
+
+
 class Command(OneLineErrors, click.Command):
     """fer-train's command: user mistakes are one `Error:` line and exit 1, as in fer-prep."""
 
@@ -156,6 +174,11 @@ class Command(OneLineErrors, click.Command):
 @click.option("--rotate", type=click.FloatRange(0, 45), metavar="DEG",
               help="Training augmentation: also turn each face by up to ±DEG degrees (beside "
                    "the crop and the mirror) [0].")
+@click.option("--test-blur", type=BlurParam(),
+              help="Blur every face tested (validation and test) by a Gaussian of σ px; auto: "
+                   "the σ that makes the validation faces as sharp as the training faces, 0 "
+                   "where they are not sharper (a copy whose training faces are blurred: the "
+                   "shared Kaggle FER2013) [0].")
 @click.option("--balanced", is_flag=True, default=None,
               help="Class-balanced training epochs (AffectNet's imbalanced training set).")
 @click.option("--quiet", is_flag=True, help="No progress bars (epoch lines only).")

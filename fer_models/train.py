@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fer_models import sharpness
 from fer_models.data import ClipDataset, FaceDataset, augment, make_loader
 from fer_models.inputs import InputError, Inputs, Masks, masks_order, read_inputs, read_masks
 from fer_models.models import create_model, model_class
@@ -85,6 +86,7 @@ class Config:
     loss: str = "majority"  # or soft: cross-entropy on the vote distribution (FER+)
     balanced: bool = False  # class-balanced training epochs
     rotate: float = 0.0  # the training augmentation's turn, up to ± this many degrees
+    test_blur: float = 0.0  # σ (px) of the Gaussian blur on every face tested (`sharpness`)
 
     @property
     def run(self) -> str:
@@ -95,7 +97,7 @@ def resolve_config(model: str, epochs: int | None = None, batch_size: int | None
                    lr: float | None = None, size: int | None = None, seed: int = 0,
                    pretrained: str | Path | None = None, protocol: str = "kfold",
                    select: str = "last", loss: str = "majority", balanced: bool = False,
-                   rotate: float = 0.0, **options: Any) -> Config:
+                   rotate: float = 0.0, test_blur: float = 0.0, **options: Any) -> Config:
     """The model's defaults, every argument given (not None) winning; options checked against
     the model's own parameters."""
     cls = model_class(model)
@@ -111,7 +113,7 @@ def resolve_config(model: str, epochs: int | None = None, batch_size: int | None
     return Config(model=model, seed=seed, options=options,
                   pretrained=None if pretrained is None else str(pretrained),
                   protocol=protocol, select=select, loss=loss, balanced=balanced,
-                  rotate=rotate, **values)
+                  rotate=rotate, test_blur=test_blur, **values)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -188,7 +190,8 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
           workers: int | None = None, cache_gb: float = 4.0, progress: bool = True,
           echo: Callable[[str], None] = print, protocol: str | None = None,
           select: str = "auto", loss: str = "majority", balanced: bool = False,
-          rotate: float = 0.0, **options: Any) -> dict[str, Any]:
+          rotate: float = 0.0, test_blur: float | str = 0.0, **options: Any
+          ) -> dict[str, Any]:
     """Train `model` on fold `fold` (or every fold) of `WORK/<dataset>/`; return the metrics.
 
     `options` go to the model (e.g. `at_type="self"`, `stage=1`, `backbone="resnet34"`); None
@@ -217,8 +220,11 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
         raise InputError(f"--loss {loss!r}: choose one of {', '.join(LOSSES)}")
     if not 0 <= rotate <= 45:
         raise InputError(f"--rotate {rotate}: give a turn of 0 to 45 degrees")
+    auto = test_blur == "auto"
     config = resolve_config(model, epochs, batch_size, lr, size, seed, pretrained, name, rule,
-                            loss, balanced, rotate, **options)
+                            loss, balanced, rotate, 0.0 if auto else float(test_blur), **options)
+    if auto:
+        config = replace(config, test_blur=_matching_blur(inputs, config.size, echo))
     if cls.needs_expression(config.options) and not inputs.rows["has_expression"].any():
         raise InputError(f"--expression: no face in {inputs.align_dir} has blendshapes and a "
                          f"head pose; align with the mediapipe backend (`fer-prep {dataset} "
@@ -235,6 +241,23 @@ def train(dataset: str, work: str | Path = "fer-work", model: str = "resnet18",
         for k in select_folds(inputs, fold, echo, rule == "validation"):
             fit_fold(run, k)
     return collect(run)
+
+
+def _matching_blur(inputs: Inputs, size: int, echo: Callable[[str], None]) -> float:
+    """`--test-blur auto`: the σ that makes the faces tested (fold 0's validation part, else its
+    test part) as sharp as its training faces at the input size (`fer_models.sharpness`), said
+    in a note."""
+    tested = "validation" if not inputs.part(0, "validation").empty else "test"
+    paths = {part: [str(inputs.align_dir / p) for p in inputs.part(0, part)["face_path"]]
+             for part in ("train", tested)}
+    if not all(paths.values()):
+        return 0.0
+    sigma, seen = sharpness.matching_blur(sharpness.read_sample(paths["train"], size),
+                                          sharpness.read_sample(paths[tested], size))
+    echo(f"note: --test-blur auto: σ = {sigma:g} px (median variance of the Laplacian: "
+         f"training faces {seen['training']:.1f}, {tested} faces {seen['tested']:.1f}, "
+         f"blurred {seen['tested_blurred']:.1f})")
+    return sigma
 
 
 def select_folds(inputs: Inputs, fold: int | str, echo: Callable[[str], None],
@@ -303,10 +326,11 @@ def fit_fold(run: Run, k: int) -> None:
                           f"{cfg.run} fold {k} epoch {epoch + 1}/{cfg.epochs}", run.progress,
                           run.bf16)
         sched.step()
-        test = evaluate(net, loaders["test"], dev, n, clips, run.bf16) if len(test_rows) \
+        test = evaluate(net, loaders["test"], dev, n, clips, run.bf16, cfg.test_blur) \
+            if len(test_rows) \
             else {"loss": None, "accuracy": None, "mean_class_accuracy": None,
                   "confusion": [[0] * n] * n}
-        val = evaluate(net, loaders["validation"], dev, n, bf16=run.bf16) \
+        val = evaluate(net, loaders["validation"], dev, n, bf16=run.bf16, blur=cfg.test_blur) \
             if "validation" in loaders else None
         history.append({"epoch": epoch + 1, **{f"train_{m}": v for m, v in fit.items()},
                         **{f"test_{m}": v for m, v in test.items() if "confusion" not in m},
@@ -329,7 +353,8 @@ def fit_fold(run: Run, k: int) -> None:
         run.echo(_epoch_line(k, epoch + 1, cfg.epochs, fit, test, val))
     if chosen is None:  # resumed a finished fold whose metrics were lost
         chosen = {"epoch": cfg.epochs, "score": 0.0, "validation_accuracy": None,
-                  "test": evaluate(net, loaders["test"], dev, n, clips, run.bf16)}
+                  "test": evaluate(net, loaders["test"], dev, n, clips, run.bf16,
+                                   cfg.test_blur)}
     _write_fold(run, k, folder, chosen, history, extra, {p: len(d.dataset)
                                                          for p, d in loaders.items()})
 
@@ -524,7 +549,8 @@ def train_epoch(net: FERModel, opt: torch.optim.Optimizer, loader: Any, dev: tor
 
 @torch.no_grad()
 def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int,
-             clips: np.ndarray | None = None, bf16: bool = False) -> dict[str, Any]:
+             clips: np.ndarray | None = None, bf16: bool = False, blur: float = 0.0
+             ) -> dict[str, Any]:
     """Loss, accuracy, mean class accuracy and confusion matrix (rows: true, columns:
     predicted) on a part; with `clips` (each item's clip) also the clip accuracy and confusion,
     a clip's prediction the argmax of its frames' mean probabilities. The loader keeps the
@@ -536,6 +562,8 @@ def evaluate(net: FERModel, loader: Any, dev: torch.device, n_classes: int,
     seen = 0
     for batch in loader:
         batch = _to(batch, dev)
+        if blur:
+            batch["image"] = sharpness.blur(batch["image"], blur)
         with _autocast(dev, bf16):
             out = net(batch)
             parts = net.loss(out, batch)
