@@ -35,9 +35,9 @@ def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def sharpness(images: np.ndarray) -> float:
     """The median over (N, H, W) grey uint8 faces of the variance of their Laplacian."""
-    import cv2
+    from fer_prep.images import sharpness as variance
 
-    return float(np.median([cv2.Laplacian(image, cv2.CV_64F).var() for image in images]))
+    return float(np.median([variance(image) for image in images]))
 
 
 def read_sample(paths: Sequence[str | Path], size: int, seed: int = 0) -> np.ndarray:

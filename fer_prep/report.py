@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 SHEET = 12  # faces per class in a contact sheet
 THUMB = 96  # side of a face in a contact sheet, px
+SHARP_SAMPLE = 200  # faces per split whose sharpness is measured
+SHARPER = 10.0  # one split's faces this many times sharper than another's: a warning
 SOURCES = 8  # source frames drawn with their box and landmarks
 WORST = 12  # faces in each "worst" sheet
 #: manifest columns no section reads, left unread (meshes, other landmark sets, vote counts)
@@ -50,7 +52,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:0 2em 3em;color:#222}
 h1{margin-top:.6em}h2{border-bottom:2px solid #ccc;margin-top:2em}h3{margin-bottom:.3em}
 table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #ccc;padding:2px 6px;
 text-align:left;vertical-align:top}th{background:#f0f0f0;cursor:pointer}
-.stale,.partial,.missing{color:#b00}.complete{color:#070}img{max-width:100%;display:block}
+.stale,.partial,.missing,.warn{color:#b00}.complete{color:#070}img{max-width:100%;display:block}
 figure{display:inline-block;margin:4px 8px 8px 0;vertical-align:top}
 figcaption{font-size:12px;color:#555}input{margin:.3em 0;padding:3px;width:24em}
 .strip{display:flex;align-items:center;gap:8px;font-size:12px}.strip img{height:10px;
@@ -252,6 +254,35 @@ def _classes_section(folder: Path, ok: pd.DataFrame) -> str:
         parts.append(_img(_faces_sheet(folder, sample), f"{label}: {len(sample)} of "
                           f"{len(group)} faces", f"aligned faces, {label}"))
     return "<h3>Aligned faces per class</h3>" + "".join(parts)
+
+
+def _sharpness_section(folder: Path, ok: pd.DataFrame) -> str:
+    """Each split's faces' sharpness (median variance of the Laplacian of up to SHARP_SAMPLE
+    chips), and a warning where one split's faces are SHARPER times another's: a model trained
+    on blurred faces reads sharp ones badly (`fer-train --test-blur auto`)."""
+    from fer_prep.images import sharpness
+
+    if "split" not in ok or ok["split"].nunique() < 2:
+        return ""
+    rows, medians = [], {}
+    for split, group in ok.groupby(ok["split"].astype(str), sort=True):
+        sample = group.sample(min(SHARP_SAMPLE, len(group)), random_state=0)
+        values = [sharpness(image) for p in sample["face_path"]
+                  if (image := _read(folder / p)) is not None]
+        if values:
+            medians[split] = statistics.median(values)
+            rows.append([split, len(group), len(values), f"{medians[split]:.1f}"])
+    if not rows:
+        return ""
+    html = "<h3>Sharpness per split</h3>" + _table(
+        ["split", "faces", "measured", "median variance of the Laplacian"], rows)
+    low, high = min(medians, key=medians.get), max(medians, key=medians.get)
+    if medians[high] >= SHARPER * max(medians[low], 1e-6):
+        html += (f'<p class="warn">{_esc(high)} faces are {medians[high] / medians[low]:.0f}× '
+                 f"sharper than {_esc(low)} faces: a model trained on one reads the other "
+                 "badly (fer-train --test-blur auto tests faces blurred to the training "
+                 "faces' sharpness)</p>")
+    return html
 
 
 def _expression_section(folder: Path, ok: pd.DataFrame) -> str:
@@ -504,7 +535,7 @@ def _dataset_section(work: Path, status: DatasetStatus) -> str:
         folder = work / dataset / "align"
         out += [_classes_section(folder, ok), _sources_section(work, dataset, ok),
                 _worst_section(folder, ok, read_record(folder) or {}),
-                _expression_section(folder, ok)]
+                _sharpness_section(folder, ok), _expression_section(folder, ok)]
     if "align" in manifests:
         out.append(_strips_section(manifests["align"]))
     out.append(_masks_section(work, dataset))

@@ -101,3 +101,16 @@ def test_cli_takes_a_blur_or_auto_and_nothing_else() -> None:
                                        "--test-blur", "soft"])
     assert result.exit_code == 1 and "neither a σ in pixels nor 'auto'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_report_warns_that_the_training_faces_are_blurred(kaggle_work: Path) -> None:
+    from fer_prep.manifest import read_manifest
+    from fer_prep.report import _sharpness_section
+
+    folder = kaggle_work / "fer2013/align"
+    faces = read_manifest(folder)
+    html = _sharpness_section(folder, faces[faces["status"] == "ok"])
+    assert "<h3>Sharpness per split</h3>" in html and "<td>Training</td>" in html
+    assert "PublicTest faces are" in html and "sharper than Training faces" in html
+    training = faces[(faces["status"] == "ok") & (faces["split"] == "Training")]
+    assert _sharpness_section(folder, training) == ""  # one split: nothing to compare
