@@ -30,7 +30,8 @@ PAPERS = ("emotion-fan-afew", "emotion-fan-ckplus", "fmpn-ckplus", "fmpn-mmi",
 QUICK = ["folds.k=3", "train.epochs=1", "train.fold=0", "train.size=64", "train.batch_size=8"]
 EXTRA = {"emotion-fan-afew": ["video2frame.fps=2", "video2frame.max_side=240"],
          "esr-affectnet": ["train.branches=[1, 2]"],
-         "esr-ferplus": ["train.branches=2"], "ckplus48": ["train.size=48"]}
+         "esr-ferplus": ["train.branches=2"], "ckplus48": ["train.size=48"],
+         "fer2013-resnet": ["train.size=24"]}
 
 
 def _run(*args: str) -> str:
@@ -69,7 +70,7 @@ def test_a_recipe_inherits_its_presets_align_and_its_own_keys_win() -> None:
     assert get_stage("align").Params.resolve("ckplus48").size == 48  # inherits default, 48 own
 
 
-@pytest.mark.parametrize("name", [*PAPERS, "ckplus48"])
+@pytest.mark.parametrize("name", [*PAPERS, "ckplus48", "fer2013-resnet"])
 def test_each_recipe_runs_its_chain_on_the_sample_and_a_second_run_writes_nothing(
         name: str, samples: Path, tmp_path: Path) -> None:
     recipe = load_recipe(name)
