@@ -175,13 +175,30 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str], dict[str, int]]]:
             yield reader.line_num, row, names
 
 
-def image_id(rel: PurePosixPath) -> str:
+def image_id(rel: str) -> str:
     """`<subdir>_<file stem>`, a numeric sub-folder as four digits: FMPN-FER's key for an
-    AffectNet image (its lists, and the shipped split affectnet-fmpn-v1, say 0001_<hash>)."""
-    parts = list(rel.with_suffix("").parts)
+    AffectNet image (its lists, and the shipped split affectnet-fmpn-v1, say 0001_<hash>).
+    `rel` is a normal relative POSIX path (`_relative`); strings, not a Path per row."""
+    parts = rel.split("/")
+    dot = parts[-1].rfind(".")
+    if dot > 0:  # pathlib's stem: the last suffix off, a leading dot kept
+        parts[-1] = parts[-1][:dot]
     if len(parts) > 1 and parts[0].isdigit():
         parts[0] = f"{int(parts[0]):04d}"
     return "_".join(parts)
+
+
+def _relative(text: str) -> str | None:
+    """A list's `subDirectory_filePath` as a normal relative POSIX path, or None when it is no
+    path inside the images folder (absolute, empty, or climbing out with ..)."""
+    text = text.replace("\\", "/")
+    parts = text.split("/")
+    if all(parts) and "." not in parts and ".." not in parts:  # already normal: most rows
+        return text
+    rel = PurePosixPath(text)
+    if not rel.name or rel.is_absolute() or ".." in rel.parts:
+        return None
+    return str(rel)
 
 
 def _row_item(fields: list[str], names: dict[str, int], split: str, path: str, line: int,
@@ -194,8 +211,8 @@ def _row_item(fields: list[str], names: dict[str, int], split: str, path: str, l
         return _bad(item, "bad_row", f"{where}: {len(fields)} fields, expected {len(COLUMNS)} "
                     f"({','.join(COLUMNS)})")
     value = {name: fields[i].strip() for name, i in names.items()}
-    rel = PurePosixPath(value["subDirectory_filePath"].replace("\\", "/"))
-    if not rel.name or rel.is_absolute() or ".." in rel.parts:
+    rel = _relative(value["subDirectory_filePath"])
+    if rel is None:
         return _bad(item, "bad_row", f"{where}: subDirectory_filePath "
                     f"{value['subDirectory_filePath']!r} is not a path inside {IMAGES}/")
     item["sample_id"] = item["sequence"] = image_id(rel)
