@@ -43,6 +43,8 @@ bench: setup  ## speed side by side with the seeds' own methods (needs ../shared
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/readers.py
 	$(BIN)/python bench/fer2013.py
+	$(BIN)/python bench/fer2013_chain.py
+	$(BIN)/python bench/affectnet_read.py
 	$(BIN)/python bench/ckplus_align.py
 	$(BIN)/python bench/ckplus_follow.py
 	$(BIN)/python bench/mesh68_error.py
