@@ -10,7 +10,9 @@ its own process:
     fer-train --preset fer2013-resnet --epochs N (N = --epochs, 1 by default: one epoch's cost)
     fer-prep status                     fer-prep report
 
-and every stage and export once more (nothing to do: the no-op). Peak memory is the largest
+and every stage and export once more (nothing to do: the no-op). Each figure is printed beside
+the issue's goal for it, as a ratio (align ≤ 120 s, a no-op ≤ 1 s, the report ≤ 30 s, every
+step ≤ 2,048 MB; above 1: over the goal). Peak memory is the largest
 resident set of the command or any process it started (`wait4`); wall time the command's. The
 previous way of preparing FER2013 for a training script, FERPlus's `generate_training_data.py`
 (the CSV to PNGs), is no part of this chain; its rate beside `fer2013 align` is in
@@ -32,6 +34,8 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 SIZES = {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
+GOALS = {"fer2013 align": 120.0, "report": 30.0}  # seconds
+NOOP_GOAL, PEAK_GOAL = 1.0, 2048.0  # seconds, MB
 
 
 def kaggle_copy(shared: Path, root: Path) -> int:
@@ -98,13 +102,15 @@ def main() -> None:
             ("report", [fer_prep, "report", "--dataset", "fer2013", *w, "--out",
                         str(base / "report.html")], False),
         ]
-        print(f"{'step':26s} {'s':>8s} {'peak MB':>8s} {'no-op s':>8s} {'no-op MB':>9s}")
+        print(f"{'step':26s} {'s':>8s} {'×goal':>6s} {'peak MB':>8s} {'×goal':>6s} "
+              f"{'no-op s':>8s} {'×goal':>6s} {'no-op MB':>9s}")
         for name, command, again in steps:
             seconds, peak = timed(command)
-            cells = f"{name:26s} {seconds:8.1f} {peak:8.0f}"
+            goal = f"{seconds / GOALS[name]:6.2f}" if name in GOALS else f"{'':6s}"
+            cells = f"{name:26s} {seconds:8.1f} {goal} {peak:8.0f} {peak / PEAK_GOAL:6.2f}"
             if again:
                 noop, noop_peak = timed(command)
-                cells += f" {noop:8.2f} {noop_peak:9.0f}"
+                cells += f" {noop:8.2f} {noop / NOOP_GOAL:6.2f} {noop_peak:9.0f}"
             print(cells, flush=True)
 
 
