@@ -117,9 +117,22 @@ class Context:
         assert self.root is not None, "a stage reading the dataset needs its root"
         return self.stage.read(self)
 
+    @cached_property
+    def _root_prefixes(self) -> tuple[str, ...]:
+        root = str(self.root)
+        return tuple({os.path.join(root, ""), os.path.join(os.path.abspath(root), "")})
+
     def relative(self, path: str) -> str:
-        """`path` relative to the dataset root (the cache key of a source file)."""
-        return os.path.relpath(path, self.root) if path else ""
+        """`path` relative to the dataset root (the cache key of a source file). A clean path
+        under the root is cut, not resolved: relpath costs 17 µs a file (0.6 s of a no-op
+        re-run over Kaggle's 35,887 FER2013 images)."""
+        if not path:
+            return ""
+        clean = "/./" not in path and "/../" not in path and "//" not in path
+        for prefix in self._root_prefixes if clean else ():
+            if path.startswith(prefix):
+                return path[len(prefix):]
+        return os.path.relpath(path, self.root)
 
     def source_key(self) -> Any:
         """The light key of the dataset's items: relative paths, sizes, mtimes, inodes."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,31 +142,45 @@ def image_folders(root: Path) -> Path | None:
 
 def read_images(base: Path, dataset: str) -> list[dict[str, Any]]:
     """One item per file of Kaggle's image folders; a file it cannot use says why."""
-    files = [(folder, path) for part in PARTS if (base / part).is_dir()
-             for folder in sorted(p for p in (base / part).iterdir() if p.is_dir())
-             for path in sorted(p for p in folder.iterdir() if not p.name.startswith("."))]
+    # names as strings (os.scandir): a Path per file is half a second of a no-op re-run
+    files = [(folder, os.path.join(parent, name), _stem(name))
+             for part in PARTS if (base / part).is_dir()
+             for folder, parent in _folders(base / part)
+             for name in sorted(e.name for e in os.scandir(parent)
+                                if not e.name.startswith("."))]
     # Kaggle's copy names a few different faces alike in two class folders (2 of its 28,709
     # training images): each keeps its own label, its id its class too (Training_8475486_angry)
-    names = Counter(path.stem for _, path in files)
+    names = Counter(stem for _, _, stem in files)
     items = []
-    for folder, path in files:
-        prefix, _, number = path.stem.partition("_")
-        code = FOLDERS.get(folder.name.lower())
-        sample_id = path.stem if names[path.stem] == 1 else f"{path.stem}_{folder.name.lower()}"
+    for folder, path, stem in files:
+        prefix, _, number = stem.partition("_")
+        code = FOLDERS.get(folder.lower())
+        sample_id = stem if names[stem] == 1 else f"{stem}_{folder.lower()}"
         item: dict[str, Any] = {
             "sample_id": sample_id, "dataset": dataset, "subject": None, "sequence": sample_id,
-            "label": None, "label_code": None, "split": None, "source_path": str(path),
+            "label": None, "label_code": None, "split": None, "source_path": path,
             "source_line": None, "status": "ok", "message": ""}
         if prefix not in PREFIXES or not number.isdigit():
             item.update(status="bad_name", message=f"{path}: not a name of Kaggle's FER2013 "
                         "images (Training_<n>, PublicTest_<n>, PrivateTest_<n>)")
         elif code is None:
-            item.update(status="bad_label", message=f"{path}: class folder {folder.name!r} is "
+            item.update(status="bad_label", message=f"{path}: class folder {folder!r} is "
                         f"not one of {', '.join(FOLDERS)}")
         else:
             item.update(split=prefix, label=CODES[code], label_code=code)
         items.append(item)
     return items
+
+
+def _folders(part: Path) -> list[tuple[str, str]]:
+    """(name, path) of each class folder of `train/` or `test/`, sorted by name."""
+    return sorted((e.name, e.path) for e in os.scandir(part) if e.is_dir())
+
+
+def _stem(name: str) -> str:
+    """pathlib's stem of a file name: the last suffix off, a leading dot kept."""
+    dot = name.rfind(".")
+    return name[:dot] if dot > 0 else name
 
 
 def image_file(path: str) -> Any:
