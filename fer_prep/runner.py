@@ -249,7 +249,7 @@ def run(
         raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its commands: "
                          f"{', '.join(sorted(stages_for(ds)))}")
     reader, given = split_options(ds, st, options)
-    upstream = read_record(stage_folder(Path(work), ds.name, get_stage(st.inputs[0]))) \
+    upstream = read_record(Path(work).expanduser() / ds.name / st.inputs[0]) \
         if st.inputs and not reader and root is None else None
     params = st.for_dataset(st.Params.resolve(preset, ds.defaults, **given), ds,
                             (upstream or {}).get("options"))
