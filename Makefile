@@ -37,7 +37,7 @@ test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARE
 		update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
 		|| echo "note: no chromium, and it cannot be installed here: the browser tests skip"
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: setup  ## speed side by side with the seeds' own methods (needs ../shared)
 	$(BIN)/python bench/startup.py
