@@ -68,7 +68,8 @@ def test_the_package_never_imports_the_top_level_folders() -> None:
 @pytest.mark.parametrize("python", ["3.12", "3.13", "3.14"])
 def test_resolves_beside_todays_packages(wheels: Path, tmp_path: Path, python: str) -> None:
     """Wheels only, for each newer Python: the wheel (with its hf extra) and numpy, pandas,
-    pyarrow and protobuf at today's versions resolves (an upper pin of ours would make it fail), with one OpenCV."""
+    pyarrow and protobuf at today's versions resolves (an upper pin of ours would make it
+    fail), with one OpenCV."""
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "-q", "--ignore-installed",
