@@ -52,7 +52,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:0 2em 3em;color:#222}
 h1{margin-top:.6em}h2{border-bottom:2px solid #ccc;margin-top:2em}h3{margin-bottom:.3em}
 table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #ccc;padding:2px 6px;
 text-align:left;vertical-align:top}th{background:#f0f0f0;cursor:pointer}
-.stale,.partial,.missing,.warn{color:#b00}.complete{color:#070}img{max-width:100%;display:block}
+.stale,.partial,.missing,.damaged,.warn{color:#b00}.complete{color:#070}img{max-width:100%;display:block}
 figure{display:inline-block;margin:4px 8px 8px 0;vertical-align:top}
 figcaption{font-size:12px;color:#555}input{margin:.3em 0;padding:3px;width:24em}
 .strip{display:flex;align-items:center;gap:8px;font-size:12px}.strip img{height:10px;
@@ -503,23 +503,35 @@ def _curves(history: list[dict[str, Any]], title: str) -> str | None:
     return _data_uri(buf.getvalue(), "png")
 
 
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
 def _training_section(work: Path, dataset: str) -> str:
     parts = []
     for metrics_path in sorted((work / dataset / "train").glob("*/metrics.json")):
         run = metrics_path.parent
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        try:
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            folds = dict(metrics["folds"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # damaged: said, not shown
+            parts.append(f"<h3>Training: {_esc(run.name)}</h3><p class=\"warn\">"
+                         f"{_esc(metrics_path)} is not a run's metrics ({_esc(exc)}): its "
+                         "fer-train command again, with --resume, writes it</p>")
+            continue
         rows = [[k, f.get("n_train"), f.get("n_test"), f.get("selected_epoch"),
-                 "" if f.get("accuracy") is None else f"{100 * f['accuracy']:.2f}"]
-                for k, f in sorted(metrics.get("folds", {}).items(), key=lambda kv: int(kv[0]))]
+                 _percent(f.get("accuracy")), _percent(f.get("validation_accuracy"))]
+                for k, f in sorted(folds.items(), key=lambda kv: int(kv[0]))]
         mean = metrics.get("mean_accuracy")
         summary = ("" if mean is None else f"<p>mean accuracy {100 * mean:.2f} ± "
                    f"{100 * metrics['std_accuracy']:.2f} % over {len(rows)} fold(s)</p>")
         curves = "".join(_img(_curves(f["history"], f"{run.name} fold {k}"),
                               alt=f"{run.name} fold {k} curves")
-                         for k, f in sorted(metrics.get("folds", {}).items())
+                         for k, f in sorted(folds.items())
                          if f.get("history"))
         parts.append(f"<h3>Training: {_esc(run.name)}</h3>{summary}"
-                     + _table(["fold", "train", "test", "epoch", "accuracy %"], rows)
+                     + _table(["fold", "train", "test", "epoch", "accuracy %",
+                               "validation %"], rows)
                      + curves + _img(_file_uri(run / "confusion.png"), "confusion matrix",
                                      f"{run.name} confusion matrix"))
     return "".join(parts)

@@ -21,6 +21,7 @@ from fer_prep.errors import InputError
 from fer_prep.stages import Stage, get_stage, stages_for
 
 COMPLETE, PARTIAL, STALE, MISSING = "complete", "partial", "stale", "missing"
+DAMAGED = "damaged"  # an output there but not whole (a run's metrics.json that is not JSON)
 CROSS = ("folds", "masks")  # stages whose command is `fer-prep STAGE --dataset D`
 TRAIN = "train"
 
@@ -129,8 +130,18 @@ def _train_runs(work: Path, dataset: str) -> list[StageStatus]:
     runs = []
     for folder in sorted((work / dataset / TRAIN).glob("*/")):
         path = folder / "metrics.json"
-        metrics = json.loads(path.read_text()) if path.is_file() else None
         folds = sorted(folder.glob("fold_*/metrics.json"))
+        metrics = None
+        if path.is_file():
+            try:
+                metrics = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(metrics, dict) or not {"folds", "n_folds"} <= set(metrics):
+                    raise ValueError("no folds in it")
+            except (OSError, ValueError) as exc:  # a decoding error is a ValueError too
+                runs.append(StageStatus(dataset, f"{TRAIN}/{folder.name}", DAMAGED,
+                                        detail=f"{path} is not a run's metrics ({exc}): its "
+                                        "fer-train command again, with --resume, writes it"))
+                continue
         if metrics is None:  # its options are the run's own: say how, not what, to resume
             runs.append(StageStatus(dataset, f"{TRAIN}/{folder.name}", PARTIAL,
                                     detail=f"stopped after {len(folds)} fold(s): its fer-train "

@@ -114,3 +114,30 @@ def test_the_report_warns_that_the_training_faces_are_blurred(kaggle_work: Path)
     assert "PublicTest faces are" in html and "sharper than Training faces" in html
     training = faces[(faces["status"] == "ok") & (faces["split"] == "Training")]
     assert _sharpness_section(folder, training) == ""  # one split: nothing to compare
+
+
+def test_a_damaged_metrics_json_is_said_by_status_and_report_and_written_again(
+        kaggle_work: Path, tmp_path: Path) -> None:
+    """A run's metrics.json that is not JSON: `status` says "damaged" naming it, `report`
+    says so on the page, neither crashes; fer-train --resume writes it again."""
+    from fer_prep.cli import main as prep
+
+    work = tmp_path / "work"
+    shutil.copytree(kaggle_work, work)
+    options = {"epochs": 1, "size": 24, "batch_size": 16, "workers": 0, "progress": False,
+               "stem": "small", "width": 0.5}
+    train("fer2013", work, "resnet18", **options)
+    metrics = work / "fer2013/train/resnet18/metrics.json"
+    metrics.write_bytes(metrics.read_bytes()[:100])
+    status = CliRunner().invoke(prep, ["status", "--work", str(work)])
+    assert status.exit_code == 0, status.output
+    line = next(x for x in status.output.splitlines() if "train/resnet18" in x)
+    assert "damaged" in line and str(metrics) in status.output
+    report = CliRunner().invoke(prep, ["report", "--work", str(work), "--out",
+                                       str(tmp_path / "r.html")])
+    assert report.exit_code == 0, report.output
+    assert f"{metrics} is not a run&#x27;s metrics" in (tmp_path / "r.html").read_text()
+    train("fer2013", work, "resnet18", resume=True, **options)
+    again = CliRunner().invoke(prep, ["status", "--work", str(work)])
+    line = next(x for x in again.output.splitlines() if "train/resnet18" in x)
+    assert "complete" in line
