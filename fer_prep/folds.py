@@ -305,8 +305,11 @@ def assign(rows: pd.DataFrame, name: str, opts: Options) -> pd.DataFrame:
     out.loc[ok, "status"] = "ok"
     if not len(ok):
         reasons = out["message"].value_counts()
+        fix = ("; rows without the dataset's own split: use --scheme image-kfold (or "
+               "subject-kfold where they have subjects)") if name in ("official", "file") else ""
         raise FoldError(f"scheme {name} can use none of the {len(out)} {opts.dataset.name} rows; "
-                        f"most are excluded as: {reasons.index[0]} ({reasons.iloc[0]} rows)")
+                        f"most are excluded as: {reasons.index[0]} ({reasons.iloc[0]} rows)"
+                        f"{fix}")
     if not scheme.mixes_subjects:
         check_subjects(out)
     return out

@@ -351,3 +351,51 @@ def test_hf_export_is_a_datasetdict_per_fold_with_publictest_as_validation(
     images, labels = next(iter(torch.utils.data.DataLoader(fold["train"], batch_size=4,
                                                            collate_fn=collate)))
     assert images.shape == (4, 48, 48) and images.dtype == torch.uint8 and len(labels) == 4
+
+
+def _csv_lines(fer: Path, n: int) -> list[bytes]:
+    with open(fer / "fer2013.csv", "rb") as fh:
+        return [fh.readline() for _ in range(n + 1)]  # the header and n rows
+
+
+def test_a_gzipped_or_empty_csv_is_one_line_and_nothing_is_written(fer, tmp_path) -> None:
+    """The catalogue's fer-5 and fer-9: Kaggle's fer2013.csv still gzip'ed, and one with its
+    header only, are each one `Error:` line naming the file, and no manifest is written."""
+    import gzip
+
+    lines = _csv_lines(fer, 3)
+    cases = {"gz": (gzip.compress(b"".join(lines)), "gzip-compressed, not a CSV"),
+             "header": (lines[0], "a header and no rows")}
+    for name, (data, message) in cases.items():
+        root = tmp_path / name
+        root.mkdir()
+        (root / "fer2013.csv").write_bytes(data)
+        work = tmp_path / f"work-{name}"
+        result = CliRunner().invoke(main, ["fer2013", "align", "--root", str(root), "--work",
+                                           str(work)])
+        assert result.exit_code == 1, result.output
+        said = result.output.strip().splitlines()
+        assert len(said) == 1 and said[0].startswith(f"Error: {root / 'fer2013.csv'}: {message}")
+        assert not (work / "fer2013/align/manifest.parquet").exists()
+
+
+def test_a_csv_without_usage_says_so_and_folds_names_the_scheme(fer, tmp_path) -> None:
+    """fer-11: rows without a Usage column align into split `unknown` with a warning, and the
+    official folds refuse them naming the scheme that takes them."""
+    root = tmp_path / "fer"
+    root.mkdir()
+    rows = [line.decode().rstrip("\r\n").rsplit(",", 1)[0] for line in _csv_lines(fer, 6)]
+    (root / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    work = tmp_path / "work"
+    result = CliRunner().invoke(main, ["fer2013", "align", "--root", str(root), "--work",
+                                       str(work), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "no Usage column" in result.output and "'unknown'" in result.output
+    faces = read_manifest(work / "fer2013/align")
+    assert (faces["split"] == "unknown").all() and (faces["status"] == "ok").all()
+    assert all(p.startswith("faces/unknown/") for p in faces["face_path"])
+    folds = CliRunner().invoke(main, ["folds", "--dataset", "fer2013", "--work", str(work)])
+    assert folds.exit_code == 1 and "use --scheme image-kfold" in folds.output
+    ok = CliRunner().invoke(main, ["folds", "--dataset", "fer2013", "--work", str(work),
+                                   "--scheme", "image-kfold", "--k", "2"])
+    assert ok.exit_code == 0, ok.output

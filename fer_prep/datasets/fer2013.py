@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -42,7 +43,11 @@ from fer_prep.datasets import DATASETS, Dataset, find_file
 from fer_prep.errors import InputError
 from fer_prep.params import option
 
+log = logging.getLogger("fer_prep")
+
 SIDE = 48
+GZIP = b"\x1f\x8b"  # the first bytes of a gzip file
+UNKNOWN = "unknown"  # the split of rows read from a CSV without its Usage column
 CODES = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness", 5: "surprise",
          6: "neutral"}
 #: file name → (id prefix, split when the file has no Usage column)
@@ -204,15 +209,29 @@ def read_rows(path: Path, dataset: str, first: int = 0) -> list[dict[str, Any]]:
     with open(path, "rb") as fh:
         header = fh.readline()
         offset = len(header)
-        names = [c.strip().lower() for c in next(csv.reader([header.decode("utf-8-sig")]))]
+        if header.startswith(GZIP):
+            raise InputError(f"{path}: gzip-compressed, not a CSV: unpack it first (gunzip, or "
+                             "tar xzf fer2013.tar.gz)")
+        try:
+            names = [c.strip().lower() for c in next(csv.reader([header.decode("utf-8-sig")]),
+                                                     [])]
+        except (UnicodeDecodeError, csv.Error):
+            raise InputError(f"{path}: its first line is not CSV text: not a FER2013 CSV "
+                             "(emotion,pixels,Usage)") from None
         if "pixels" not in names:
             raise InputError(f"{path}: no 'pixels' column (found {names}): not a FER2013 CSV")
         col = {n: names.index(n) for n in ("emotion", "pixels", "usage") if n in names}
+        if "usage" not in col and fixed_split is None:
+            log.warning(f"{path}: no Usage column, so no official split: every row's split is "
+                        f"'{UNKNOWN}' (folds: --scheme image-kfold)")
+            fixed_split = UNKNOWN
         for index, raw in enumerate(fh):
             line = index + 2
             items.append(_item(raw, line, offset, col, path, dataset,
                                f"{prefix}{first + index:07d}", fixed_split))
             offset += len(raw)
+    if not items:
+        raise InputError(f"{path}: a header and no rows: no FER2013 face in it")
     return items
 
 
