@@ -435,7 +435,18 @@ def _resumable(run: Run, folder: Path, source: str) -> dict[str, Any] | None:
     path = folder / LAST
     if not run.resume or not path.is_file():
         return None
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or "model" not in ckpt:
+            raise ValueError("no model in it")
+    except Exception as exc:  # torch's reader fails in many types (truncated, not a zip, …)
+        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        if run.resume == KEEP:
+            run.echo(f"fold {folder.name[5:]}: {path} is not a whole checkpoint ({why}); "
+                     "training it afresh")
+            return None
+        raise InputError(f"{path}: not a whole checkpoint ({why}); drop --resume to train "
+                         f"fold {folder.name[5:]} afresh (it replaces the file)") from None
     theirs = {**ckpt.get("config", {}), "classes": ckpt.get("classes")}
     ours = {**asdict(run.config), "classes": run.inputs.classes}
     differ = [f"{k} {theirs.get(k)!r} (now {v!r})" for k, v in ours.items() if theirs.get(k) != v]

@@ -141,3 +141,25 @@ def test_a_damaged_metrics_json_is_said_by_status_and_report_and_written_again(
     again = CliRunner().invoke(prep, ["status", "--work", str(work)])
     line = next(x for x in again.output.splitlines() if "train/resnet18" in x)
     assert "complete" in line
+
+
+def test_resuming_from_a_truncated_checkpoint_is_one_line(kaggle_work: Path,
+                                                          tmp_path: Path) -> None:
+    """train-3: `fer-train --resume` over a last.pt cut short says which file and how to start
+    the fold afresh, in one line; without --resume the fold trains afresh."""
+    work = tmp_path / "work"
+    shutil.copytree(kaggle_work, work)
+    args = ["--dataset", "fer2013", "--work", str(work), "--model", "resnet18", "--epochs", "1",
+            "--size", "24", "--batch-size", "16", "--workers", "0", "--width", "0.5", "--quiet"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    last = work / "fer2013/train/resnet18/fold_0/last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 1, resumed.output
+    errors = [x for x in resumed.output.splitlines() if x.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {last}: not a whole checkpoint")
+    assert "drop --resume to train fold 0 afresh" in errors[0]
+    assert "Traceback" not in resumed.output
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert torch.load(last, weights_only=True)["epoch"] == 1
