@@ -43,14 +43,36 @@ def choices_of(meta: dict[str, Any]) -> list[str] | None:
     return list(found()) if callable(found) else (list(found) if found else None)
 
 
+#: what a value of each plain field type may be (a recipe's TOML or --set gives any type)
+KINDS = {bool: ("true or false", (bool,)), int: ("a whole number", (int,)),
+         float: ("a number", (int, float)), str: ("text", (str,))}
+
+
+def _wrong_type(cls: type, name: str, value: Any) -> str | None:
+    """What `value` should be where field `name` of `cls` has one plain type and it is not."""
+    hint = typing.get_type_hints(cls)[name]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+    if len(args) != 1 or args[0] not in KINDS:
+        return None
+    what, kinds = KINDS[args[0]]
+    fits = isinstance(value, kinds) and (args[0] is bool or not isinstance(value, bool))
+    return None if fits else what
+
+
 def check_fields(obj: Any) -> None:
-    """OptionError for a value outside its field's choices or range, naming the option."""
+    """OptionError for a value of another type, or outside its field's choices or range,
+    naming the option."""
     for f in dataclasses.fields(obj):
         value, meta = getattr(obj, f.name), f.metadata
-        if value is None or not meta:
+        if value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if (what := _wrong_type(type(obj), f.name, value)) is not None:
+            raise OptionError(f"{flag} {value!r} is not {what}")
+        if not meta:
             continue
         choices = choices_of(meta)
-        flag = "--" + f.name.replace("_", "-")
         if choices is not None and value not in choices:
             raise OptionError(f"{flag} {value!r} is not one of: {', '.join(choices)}")
         low, high = meta.get("low"), meta.get("high")

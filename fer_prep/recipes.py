@@ -160,6 +160,12 @@ def run_recipe(recipe: str | Path, root: str | Path | None, work: str | Path = "
         steps = steps[:steps.index(to) + 1]
     if root is None and any(s in STAGE_STEPS[:2] for s in steps):
         raise OptionError(f"recipe {rec.name} reads {rec.dataset}: give its --root")
+    from fer_prep.runner import resolve
+
+    for step in steps:  # every stage's values checked before the first one runs
+        if step in STAGE_STEPS:
+            command, kwargs = _stage_call(rec, rec.dataset, step, root, work)
+            resolve(rec.dataset, command, work, **kwargs)
     runs = _train_plan(rec) if TRAIN in steps else []  # a mistake in them before hours of align
     result = RecipeResult(rec, list(steps))
     dataset = rec.dataset  # WORK/<name>/: a class-folder tree read with `name` is renamed
@@ -181,8 +187,16 @@ def run_recipe(recipe: str | Path, root: str | Path | None, work: str | Path = "
 def _stage(rec: Recipe, dataset: str, step: str, root: str | Path | None, work: Path,
            **how: Any) -> Any:
     """One stage of the chain through the runner; the first one reads the dataset."""
-    from fer_prep.datasets import get_dataset
     from fer_prep.runner import run
+
+    command, kwargs = _stage_call(rec, dataset, step, root, work)
+    return run(dataset, command, work, **kwargs, **how)
+
+
+def _stage_call(rec: Recipe, dataset: str, step: str, root: str | Path | None, work: Path
+                ) -> tuple[str, dict[str, Any]]:
+    """(command, the runner's keyword arguments) of one stage step of the chain."""
+    from fer_prep.datasets import get_dataset
     from fer_prep.stages import stages_for
 
     commands = stages_for(get_dataset(dataset, work))
@@ -198,8 +212,8 @@ def _stage(rec: Recipe, dataset: str, step: str, root: str | Path | None, work: 
     reads = step == reader or bool(from_video)
     if reads:
         options = {**rec.tables.get(READ, {}), **options}
-    return run(dataset, commands[step], work, root=root if reads else None,
-               preset=rec.source if step == "align" else None, **options, **how)
+    return commands[step], {"root": root if reads else None,
+                            "preset": rec.source if step == "align" else None, **options}
 
 
 def _export(rec: Recipe, dataset: str, work: Path, force: bool, echo: Callable[[str], None]

@@ -217,6 +217,25 @@ def stage_folder(work: Path, dataset: str, stage: Stage) -> Path:
     return folder
 
 
+def resolve(dataset: str, stage: str, work: str | Path = "fer-work",
+            root: str | Path | None = None, preset: str | Path | None = None,
+            **options: Any) -> tuple[Dataset, Stage, Any, Any]:
+    """(dataset, stage, parameters, reader options) of a run, every value checked; what `run`
+    does before it touches a file, so a recipe checks all its steps before its first one."""
+    ds, st = get_dataset(dataset, work), get_stage(stage)
+    if not st.applies_to(ds):
+        raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its commands: "
+                         f"{', '.join(sorted(stages_for(ds)))}")
+    reader, given = split_options(ds, st, options)
+    upstream = read_record(Path(work).expanduser() / ds.name / st.inputs[0]) \
+        if st.inputs and not reader and root is None else None
+    params = st.for_dataset(st.Params.resolve(preset, ds.defaults, **given), ds,
+                            (upstream or {}).get("options"))
+    read_options = ds.options(**reader)
+    check_fields(read_options)
+    return ds, st, params, read_options
+
+
 def run(
     dataset: str,
     stage: str,
@@ -244,17 +263,8 @@ def run(
 
     started = time.monotonic()
     on = resolve_cluster(cluster, scheduler)
-    ds, st = get_dataset(dataset, work), get_stage(stage)
-    if not st.applies_to(ds):
-        raise InputError(f"stage {stage} does not apply to {dataset} ({ds.kind}); its commands: "
-                         f"{', '.join(sorted(stages_for(ds)))}")
-    reader, given = split_options(ds, st, options)
-    upstream = read_record(Path(work).expanduser() / ds.name / st.inputs[0]) \
-        if st.inputs and not reader and root is None else None
-    params = st.for_dataset(st.Params.resolve(preset, ds.defaults, **given), ds,
-                            (upstream or {}).get("options"))
-    read_options = ds.options(**reader)
-    check_fields(read_options)
+    ds, st, params, read_options = resolve(dataset, stage, work, root, preset, **options)
+    reader = split_options(ds, st, options)[0]
     registered, ds = ds, ds.named(read_options)
     folder = stage_folder(Path(work), ds.name, st)
     if ds.name != registered.name:  # a renamed dataset: later commands find it by its name

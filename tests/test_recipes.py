@@ -155,6 +155,24 @@ def test_mistakes_are_one_line(args: list[str], message: str, tmp_path: Path) ->
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ("folds.k=abc", "--k 'abc' is not a whole number"),
+    ("folds.scheme=nosuch", "--scheme 'nosuch' is not one of"),
+    ("masks.size=big", "is not a whole number"),
+])
+def test_a_later_steps_bad_value_is_refused_before_the_first_step(
+        value: str, message: str, ck_sample: Path, tmp_path: Path) -> None:
+    """run-4, run-5: a value a later stage refuses (of any type) is one line before anything
+    runs: no align written."""
+    work = tmp_path / "w"
+    result = CliRunner().invoke(main, ["run", "fmpn-ckplus", "--root", str(ck_sample),
+                                       "--work", str(work), "--set", value])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
+    assert not (work / "ckplus/align/manifest.parquet").exists()
+
+
 def test_a_train_value_the_option_refuses_is_one_line(ck_sample: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     _run("ckplus48", "--root", str(ck_sample), "--work", str(work), "--to", "folds")
