@@ -32,7 +32,7 @@ class StageStatus:
 
     dataset: str
     stage: str  # the folder under WORK/<dataset>/ (align, folds, …; train/<run>)
-    state: str  # complete, partial, stale or missing
+    state: str  # complete, partial, stale, missing or damaged
     counts: dict[str, int] = field(default_factory=dict)  # rows by status
     changed: dict[str, Any] = field(default_factory=dict)  # parameters off their defaults
     command: str = ""  # the command that makes, resumes or redoes it
@@ -162,20 +162,31 @@ def dataset_status(work: Path, dataset: Dataset) -> DatasetStatus:
     chain = _chain(dataset)
     records = {st.folder: read_record(work / dataset.name / st.folder) for _, st in chain}
     root = next((r["root"] for r in records.values() if r and r.get("root")), None)
-    stages = []
+    stages: list[StageStatus] = []
     for command, st in chain:
-        record = records[st.folder]
-        if record is None:
+        record, detail = records[st.folder], ""
+        path = work / dataset.name / st.folder / RECORD
+        if record is None and path.is_file():
+            state, counts = DAMAGED, {}
+            detail = f"{path} is not a stage record (not JSON): the stage's command redoes it"
+        elif record is None:
             state, counts = MISSING, {}
         elif not record.get("complete"):
             state, counts = PARTIAL, _part_counts(work / dataset.name / st.folder)
         else:
             state = STALE if record.get("stale") else COMPLETE
             counts = record.get("counts", {})
+            done = {s.stage: s.state for s in stages}
+            gone = [f"{i} is {done[i]}" for i in record.get("inputs") or []
+                    if done.get(i, COMPLETE) != COMPLETE]
+            if state == COMPLETE and gone:  # never complete above a missing or stale input
+                state, detail = STALE, f"made from {', '.join(gone)}"
         changed = _changed(record.get("params") or {}, _defaults(dataset, st)) if record else {}
         stages.append(StageStatus(dataset.name, st.folder, state, counts, changed,
-                                  _command(dataset, command, st, work, record, changed, root)))
-    needed = _needed(chain, stages)
+                                  _command(dataset, command, st, work, record, changed, root),
+                                  detail=detail))
+    used = {i for r in records.values() if r for i in r.get("inputs") or []}
+    needed = _needed(chain, stages, used)
     nxt = next((s.command for s in stages if s.stage in needed and s.state != COMPLETE), "")
     runs = _train_runs(work, dataset.name)
     if not nxt and not runs and any(s.stage == "folds" and s.state == COMPLETE for s in stages):
@@ -183,14 +194,16 @@ def dataset_status(work: Path, dataset: Dataset) -> DatasetStatus:
     return DatasetStatus(dataset.name, stages + runs, nxt)
 
 
-def _needed(chain: list[tuple[str, Stage]], stages: list[StageStatus]) -> set[str]:
+def _needed(chain: list[tuple[str, Stage]], stages: list[StageStatus], used: set[str]
+            ) -> set[str]:
     """The stage folders still worth making: all but a missing stage whose readers all are
-    done without it (AFEW's frames, when align decoded the videos itself)."""
+    done without it (AFEW's frames, when align decoded the videos itself); `used`: the stage
+    folders some record says it was made from."""
     state = {s.stage: s.state for s in stages}
     needed = set()
     for _, st in chain:
         readers = [s for _, s in chain if st.folder in s.inputs]
-        if state[st.folder] == MISSING and readers and all(
+        if state[st.folder] == MISSING and st.folder not in used and readers and all(
                 state[r.folder] != MISSING for r in readers):
             continue
         needed.add(st.folder)

@@ -131,3 +131,33 @@ def test_the_record_counts_are_what_status_prints(ck_sample: Path, tmp_path: Pat
     out = _cli("status", "--work", str(work))
     row = next(line for line in out.splitlines() if line.strip().startswith("align"))
     assert all(f"{k} {v}" in row for k, v in record["counts"].items())
+
+
+def test_a_damaged_record_and_a_deleted_input_are_never_complete(ck_sample: Path,
+                                                                 tmp_path: Path) -> None:
+    """status-1b, status-1d: masks over a deleted folds/ are stale, naming it, and next: makes
+    the folds; a stage.json that is not JSON is `damaged`, naming the file, and its command
+    (next:) makes the stage again."""
+    from fer_prep.status import DAMAGED
+
+    work = tmp_path / "work"
+    run("ckplus", "align", work, root=ck_sample, jobs=1)
+    run("ckplus", "folds", work, k=3)
+    run("ckplus", "masks", work, jobs=1)
+    assert _states(work, "ckplus") == {"align": COMPLETE, "folds": COMPLETE, "masks": COMPLETE}
+    shutil.rmtree(work / "ckplus/folds")
+    assert _states(work, "ckplus") == {"align": COMPLETE, "folds": MISSING, "masks": STALE}
+    out = _cli("status", "--work", str(work))
+    assert "made from folds is missing" in out
+    assert _next(work, "ckplus").startswith("fer-prep folds --dataset ckplus")
+    run("ckplus", "folds", work, k=3)
+    record = work / "ckplus/align/stage.json"
+    record.write_text(record.read_text()[:50])
+    states = _states(work, "ckplus")
+    assert states["align"] == DAMAGED and states["folds"] == STALE
+    out = _cli("status", "--work", str(work))
+    assert f"{record} is not a stage record" in out
+    command = _next(work, "ckplus")  # the root was in the damaged record: a placeholder
+    assert command.startswith("fer-prep ckplus align --root ROOT")
+    _cli(*shlex.split(command.replace("ROOT", str(ck_sample)))[1:])  # mends it
+    assert _states(work, "ckplus")["align"] == COMPLETE
