@@ -26,6 +26,7 @@ from fer_prep.exports import Source, Staging
 from fer_prep.labels import CANONICAL
 
 POSE = ("yaw", "pitch", "roll")
+VALIDATION = -2  # the fold of the dataset's validation rows here (the folds leave them out)
 
 
 def write(source: Source, out: Staging) -> None:
@@ -47,12 +48,11 @@ def write(source: Source, out: Staging) -> None:
         **({"blendshapes": datasets.Sequence(datasets.Value("float32")),
             **{p: datasets.Value("float32") for p in POSE}} if expression else {}),
     })
-    validation = rows[rows["fold"] == VALIDATION]
+    validation, folded = rows[rows["fold"] == VALIDATION], rows[rows["fold"] != VALIDATION]
     out.counts["folds"] = len(source.folds)
     parts_by_fold = {}
     for fold in source.folds:
-        parts = {"train": source.part(fold, "train", rows[rows["fold"] != VALIDATION]),
-                 "test": source.part(fold, "test", rows[rows["fold"] != VALIDATION])}
+        parts = {which: source.part(fold, which, folded) for which in ("train", "test")}
         if not validation.empty:
             parts["validation"] = validation
         parts_by_fold[fold] = parts
@@ -75,8 +75,6 @@ def write(source: Source, out: Staging) -> None:
                 out.counts[f"{which} rows"] += len(part)
             built.cleanup_cache_files()
 
-
-VALIDATION = -2  # the fold of the dataset's validation rows here (the folds leave them out)
 
 
 def _rows(source: Source, out: Staging) -> Any:
