@@ -6,9 +6,13 @@ In one run, each command in a fresh subprocess (wall time, the best of `--repeat
 default backend and jobs) and the no-op re-run of the same command. Prints each time, its ratio
 to `python -c pass` and, for the re-run, its share of the first run (the project's goal: a no-op
 re-run costs at most 5 % of the first run). Then the heavy modules the no-op re-run imports (a
-`sys.modules` probe at exit). The entry points are the ones next to `sys.executable`.
+`sys.modules` probe at exit), and what the re-run's whole-file check costs on the aligned folder
+(in-process, best of `--repeat`), beside the check it replaced (the folder's file names alone):
+as written (a stat a file), and with every mtime changed, as after a copy (a hash a file).
+The entry points are the ones next to `sys.executable`; `--work` reuses a work folder that
+already holds the aligned stage (e.g. a full-size one) for the check alone.
 
-    python bench/startup.py [--shared PATH] [--repeat 5]
+    python bench/startup.py [--shared PATH] [--repeat 5] [--work PATH --stage fer2013/align]
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+
+from fer_prep.cache import RECORD, WHOLE, check_whole, digest
 
 HEAVY = ("pandas", "pyarrow", "numpy", "cv2", "sklearn", "scipy", "mediapipe", "dlib", "torch")
 GOAL = 5.0  # % of the first run a no-op re-run may cost
@@ -58,12 +66,64 @@ def imported(args: list[str], folder: Path) -> list[str]:
     return json.loads(out.read_text())
 
 
+def best_call(call: Callable[[], object], repeat: int) -> float:
+    """Seconds the fastest of `repeat` calls of `call` takes."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def names_only(folder: Path) -> str:
+    """The check before whole.json: a digest of the stage folder's file names."""
+    names = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = os.path.relpath(parent, folder)
+        names += [os.path.join(rel, f) for f in files]
+    return digest(sorted(names))
+
+
+def whole_check(folder: Path, repeat: int) -> None:
+    """Print what `check_whole` costs on `folder` beside the names-only check."""
+    record = json.loads((folder / RECORD).read_text())
+    if "whole" not in record:
+        raise SystemExit(f"{folder}: made before whole.json; run its command once first")
+    table = json.loads((folder / WHOLE).read_text())
+    size = sum(table["size"]) / 1e6
+    names = best_call(lambda: names_only(folder), repeat)
+    stat = best_call(lambda: check_whole(folder, record), repeat)
+    assert check_whole(folder, record).ok, "the stage is damaged"
+    for rel in table["path"]:  # as after `cp -r`: every mtime new, each file hashed once
+        os.utime(folder / rel, ns=(time.time_ns(), time.time_ns()))
+    hashed = best_call(lambda: check_whole(folder, record), repeat)
+    tracemalloc.start()
+    check_whole(folder, record)
+    peak = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    print(f"\nwhole-file check of {folder}: {len(table['path']):,} files, {size:,.1f} MB")
+    print(f"{'check':48s} {'s':>7s} {'× names':>8s}")
+    for name, seconds in (("file names only (before whole.json)", names),
+                          ("whole: size per file (mtimes as written)", stat),
+                          ("whole: every mtime changed (each file hashed)", hashed)):
+        print(f"{name:48s} {seconds:7.3f} {seconds / names:8.1f}")
+    print(f"peak Python memory of the hashing check: {peak:.1f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path,
                         default=Path(os.environ.get("FER_PREP_SHARED", "../shared")))
     parser.add_argument("--repeat", type=int, default=5, help="runs per command (best kept)")
+    parser.add_argument("--work", type=Path, help="only the whole-file check, of this work "
+                        "folder's --stage")
+    parser.add_argument("--stage", default="ckplus/align", help="DATASET/STAGE (with --work)")
     args = parser.parse_args()
+    if args.work:
+        whole_check(args.work / args.stage, args.repeat)
+        return
     bin_dir = Path(sys.executable).parent
     fer_prep, fer_train = str(bin_dir / "fer-prep"), str(bin_dir / "fer-train")
     root = (args.shared / "data/ckplus").resolve()
@@ -84,7 +144,13 @@ def main() -> None:
         rows += [("fer-prep ckplus align (first run, once)", first, None),
                  ("fer-prep ckplus align (no-op re-run)", noop, share)]
         heavy = [m for m in HEAVY if m in imported(align, Path(tmp))]
+        report_rows(rows, share, heavy)
+        whole_check(work / "ckplus/align", args.repeat)
 
+
+def report_rows(rows: list[tuple[str, float, float | None]], share: float, heavy: list[str]
+                ) -> None:
+    """The command table, the no-op goal's verdict and the heavy modules imported."""
     python = rows[0][1]
     print(f"\n{'command':40s} {'s':>7s} {'× python':>9s} {'% of first':>10s}")
     for name, seconds, of_first in rows:

@@ -85,9 +85,10 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     work = Path(work)
     align_dir = work / dataset / ALIGN
     folds_dir = work / dataset / FOLDS
+    folds_record = ready_record(folds_dir, f"run `fer-prep folds --dataset {dataset}`")
+    ready_record(align_dir, f"run `fer-prep {dataset} align`")  # every chip whole, too
     faces = _manifest(align_dir, f"`fer-prep {dataset} align` makes it")
     folds = _manifest(folds_dir, f"`fer-prep folds --dataset {dataset}` makes it")
-    folds_record = ready_record(folds_dir, f"run `fer-prep folds --dataset {dataset}`")
     ok = folds[folds["status"] == "ok"]
     if ok.empty:
         raise InputError(f"{folds_dir / PARQUET}: no row is in the folds (status ok); see its "

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
 import os
 import shutil
@@ -610,8 +611,13 @@ def _score(result: dict[str, Any] | None) -> float:
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:
+    """A checkpoint, atomically. Serialised in memory first: torch's own file writer reports a
+    full disk as a bare RuntimeError, a plain write as the OSError that `atomic_path` makes one
+    line of (and the last checkpoint stays as it was)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def _epoch_line(k: int, epoch: int, epochs: int, fit: dict[str, Any], test: dict[str, Any],

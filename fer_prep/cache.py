@@ -1,8 +1,10 @@
 """What makes a stage cacheable: fingerprints, atomic writes, the stage record and its lock.
 
-A stage folder holds `stage.json` (the record), `manifest.parquet` (+ `manifest.csv`) and its output
-files. The record's fingerprint covers the stage version, its parameters, the package version and
-the hashes of the model files (DVC's stage hash); what cannot change a result — worker count,
+A stage folder holds `stage.json` (the record), `manifest.parquet` (+ `manifest.csv`), its output
+files and `whole.json`: every output file's size, mtime and content hash, itself sized and hashed
+in the record, so that a truncated or changed output is told from a whole one (`check_whole`).
+The record's fingerprint covers the stage version, its parameters, the package version and the
+hashes of the model files (DVC's stage hash); what cannot change a result — worker count,
 verbosity — is left out (joblib.Memory's `ignore=`). Every file is written under a temporary name
 and renamed into place, so a killed run leaves nothing half-written that a later run would trust.
 Standard library only: the no-op check of a finished stage runs on this module alone.
@@ -17,6 +19,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from fer_prep import __version__
 from fer_prep.errors import ENVIRONMENT_ERRNOS, LockedError, StageNotReady, output_error
 
 RECORD = "stage.json"
+WHOLE = "whole.json"  # every output file of the stage: size, mtime, content hash
 TMP_MARK = ".tmp-"
 
 
@@ -141,14 +145,108 @@ def mark_downstream_stale(dataset_dir: Path, stage: str) -> list[str]:
     return flagged
 
 
+def _outputs(folder: Path) -> list[str]:
+    """Every output file under `folder`, relative: all but the record, `whole.json` and the
+    dot-names (a run's saved batches, temporaries)."""
+    out = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = os.path.relpath(parent, folder)
+        out += [f if rel == "." else os.path.join(rel, f) for f in files
+                if not f.startswith(".") and not (rel == "." and f in (RECORD, WHOLE))]
+    return sorted(out)
+
+
+Table = dict[str, list[Any]]  # whole.json: columns path, size, mtime, hash
+
+
+def write_whole(folder: Path, known: Table | None = None) -> dict[str, Any]:
+    """Hash every output file of `folder` into `whole.json` (a hash of `known` is reused while
+    the file's size and mtime are unchanged); its size and hash, for the record."""
+    old = {p: (s, m, h) for p, s, m, h in _rows(known)}
+    table: Table = {"path": [], "size": [], "mtime": [], "hash": []}
+    for rel in _outputs(folder):
+        st = os.stat(folder / rel)
+        size, mtime, content = old.get(rel, (None, None, None))
+        if (size, mtime) != (st.st_size, st.st_mtime_ns):
+            content = file_hash(folder / rel)
+        for column, value in zip(table, (rel, st.st_size, st.st_mtime_ns, content), strict=True):
+            table[column].append(value)
+    data = json.dumps(table, separators=(",", ":")).encode()
+    with atomic_path(folder / WHOLE) as tmp:
+        tmp.write_bytes(data)
+    return {"size": len(data), "hash": hashlib.blake2b(data, digest_size=16).hexdigest()}
+
+
+def _rows(table: Table | None) -> Iterator[tuple[str, int, int, str]]:
+    if table:
+        yield from zip(table["path"], table["size"], table["mtime"], table["hash"], strict=True)
+
+
+@dataclass
+class Whole:
+    """What `check_whole` found: the damaged outputs (relative path → why), and the table with
+    the stats of the files found whole after a hash (a copied folder: new mtimes)."""
+
+    damaged: dict[str, str]
+    table: Table | None
+    rehashed: bool = False  # some file's stat changed and its content did not
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged
+
+    def say(self, folder: Path) -> str:
+        """The first damaged file and why, and how many more, in a few words."""
+        rel, why = next(iter(self.damaged.items()))
+        more = f" (and {len(self.damaged) - 1} more)" if len(self.damaged) > 1 else ""
+        return f"{folder / rel}: {why}{more}"
+
+
+def check_whole(folder: Path, record: dict[str, Any]) -> Whole:
+    """Whether every output the record's `whole.json` lists is the file written: same size, and
+    same content where the mtime changed. A record from before whole.json is taken as whole."""
+    entry = record.get("whole")
+    if not isinstance(entry, dict):
+        return Whole({}, None)
+    try:
+        data = (folder / WHOLE).read_bytes()
+    except OSError:
+        return Whole({WHOLE: "missing"}, None)
+    if (len(data) != entry.get("size")
+            or hashlib.blake2b(data, digest_size=16).hexdigest() != entry.get("hash")):
+        return Whole({WHOLE: f"not the list of outputs written ({len(data):,} bytes)"}, None)
+    table: Table = json.loads(data)
+    damaged, rehashed = {}, False
+    for i, (rel, size, mtime, content) in enumerate(_rows(table)):
+        try:
+            st = os.stat(folder / rel)
+        except OSError:
+            damaged[rel] = "missing"
+            continue
+        if st.st_size != size:
+            damaged[rel] = f"not whole ({st.st_size:,} bytes, written as {size:,})"
+        elif st.st_mtime_ns != mtime:
+            if file_hash(folder / rel) != content:
+                damaged[rel] = "changed since it was written"
+            else:
+                table["mtime"][i], rehashed = st.st_mtime_ns, True
+    return Whole(damaged, table, rehashed)
+
+
 def ready_record(folder: Path, remedy: str) -> dict[str, Any]:
-    """The record of the complete, up-to-date stage in `folder`; StageNotReady naming the folder
-    and `remedy` (the command that fixes it) otherwise."""
+    """The record of the complete, up-to-date and whole stage in `folder`; StageNotReady naming
+    the folder (or its damaged file) and `remedy` (the command that fixes it) otherwise."""
     record = read_record(folder)
+    if record is None and (folder / RECORD).is_file():
+        raise StageNotReady(f"{folder / RECORD}: not a stage record (not JSON); {remedy}")
     if record is None or not record.get("complete"):
         raise StageNotReady(f"{folder}: the {folder.name} stage has not completed; {remedy}")
     if record.get("stale"):
         raise StageNotReady(f"{folder}: stale, a stage it reads changed after it ran; {remedy}")
+    whole = check_whole(folder, record)
+    if not whole.ok:
+        raise StageNotReady(f"{whole.say(folder)}; {remedy}")
     return record
 
 

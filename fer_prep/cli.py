@@ -29,7 +29,6 @@ from fer_prep.errors import FerPrepError
 from fer_prep.params import field_type
 
 CROSS = ("export", "folds", "list", "masks", "report", "run", "sample", "status")
-CROSS_STAGES = ("folds", "masks")  # stages with a cross-dataset command (`--dataset D`)
 
 
 def _example(text: str) -> str:
@@ -179,6 +178,13 @@ def _datasets() -> list[str]:
     return list_datasets()
 
 
+def _cross_stages() -> dict[str, str]:
+    """command → stage name of the stages run as `fer-prep <command> --dataset D`."""
+    from fer_prep.stages import get_stage, list_stages
+
+    return {get_stage(s).command: s for s in list_stages() if get_stage(s).cross}
+
+
 def stage_command(stage_name: str, dataset: str | None, name: str) -> click.Command:
     """The command running `stage_name`: on `dataset`, or (cross) on the one --dataset names."""
     from fer_prep.datasets import get_dataset
@@ -308,8 +314,8 @@ class Root(OneLineErrors, click.Group):
         return [*_datasets(), *CROSS]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in CROSS_STAGES:
-            return stage_command(name, None, name)
+        if name in CROSS and name in (cross := _cross_stages()):
+            return stage_command(cross[name], None, name)
         if name in CROSS:
             return super().get_command(ctx, name)
         return DatasetGroup(name) if name in _datasets() else None

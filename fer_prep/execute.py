@@ -28,7 +28,9 @@ import pandas as pd
 
 from fer_prep import __version__
 from fer_prep.cache import (
+    Whole,
     atomic_path,
+    check_whole,
     digest,
     file_hash,
     mark_downstream_stale,
@@ -37,6 +39,7 @@ from fer_prep.cache import (
     stat_key,
     write_record,
     write_text_atomic,
+    write_whole,
 )
 from fer_prep.cluster import Cluster
 from fer_prep.datasets import Dataset
@@ -52,7 +55,6 @@ from fer_prep.runner import (
     Progress,
     StageResult,
     _meta,
-    files_key,
     result,
 )
 from fer_prep.stages import Job, Stage
@@ -192,9 +194,10 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
         "root": str(ctx.root) if ctx.root else None, "options": asdict(ctx.options),
     }
 
+    whole = check_whole(folder, record) if record else Whole({}, None)
     if (not force and record and record.get("complete") and record.get("fingerprint") == fp
-            and record.get("input_fingerprint") == input_fp and rows_file.is_file()
-            and (folder / PARQUET).is_file()):
+            and record.get("input_fingerprint") == input_fp and whole.ok
+            and rows_file.is_file() and (folder / PARQUET).is_file()):
         old = read_table(rows_file)
         if _outputs_exist(old, folder, st.outputs) and all(
                 (folder / f).is_file() for f in record.get("files", [])):
@@ -203,13 +206,14 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
                 if refreshed is not None:
                     write_manifest(refreshed, folder)
             _write_sources(ctx)
-            record = {**record, **base, "key": key, "stale": False, "files_key": files_key(folder)}
+            record = {**record, **base, "key": key, "stale": False,
+                      "whole": write_whole(folder, whole.table)}
             write_record(folder, record)
             return result(st, folder, record, 0, len(items), True, started)
 
     fresh = force or record is None or record.get("map_fingerprint") != map_fp
-    old_rows = read_table(rows_file) if rows_file.is_file() and not fresh else None
-    results = {} if fresh else _reusable(folder, items, st, old_rows)
+    old_rows = None if fresh else _old_rows(rows_file, whole)
+    results = {} if fresh else _reusable(folder, items, st, old_rows, set(whole.damaged))
     reused = len(results)
     begun = False
 
@@ -258,7 +262,7 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     new_record = {**base, **extra, "complete": True, "stale": False, "counts": counts, "key": key,
                   "finished": finished, "seconds": round(time.monotonic() - started, 3),
                   "input_fingerprint": input_fp, "output_fingerprint": output_fp,
-                  "files": sorted(files), "files_key": files_key(folder)}
+                  "files": sorted(files), "whole": write_whole(folder, whole.table)}
     write_record(folder, new_record)
     shutil.rmtree(folder / PARTS, ignore_errors=True)
     if (record or {}).get("output_fingerprint") != output_fp:
@@ -332,11 +336,39 @@ def _outputs_exist(df: pd.DataFrame, folder: Path, outputs: tuple[str, ...]) -> 
                if p)
 
 
-def _reusable(folder: Path, items: pd.DataFrame, st: Stage, old: pd.DataFrame | None
-              ) -> dict[str, list[dict]]:
-    """Rows of an earlier run, by item, where the item's fingerprint matches and files exist."""
-    parts = sorted(p for p in (folder / PARTS).glob(f"*{PART}") if not p.name.startswith("."))
-    tables = [pd.read_feather(p) for p in parts]  # a dot-name is a killed run's half write
+def _old_rows(rows_file: Path, whole: Whole) -> pd.DataFrame | None:
+    """The rows an earlier run wrote, or None when there are none or they are not whole (their
+    items are done again)."""
+    if not rows_file.is_file() or rows_file.name in whole.damaged:
+        return None
+    try:
+        return read_table(rows_file)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        log.warning("%s: not a whole table (%s); its items are done again", rows_file,
+                    str(exc).splitlines()[0])
+        return None
+
+
+def _parts(folder: Path) -> list[pd.DataFrame]:
+    """The batches a stopped run saved; one that is not whole is removed, its items done again
+    (a dot-name is a killed run's half write, never read)."""
+    tables = []
+    for part in sorted(p for p in (folder / PARTS).glob(f"*{PART}")
+                       if not p.name.startswith(".")):
+        try:
+            tables.append(pd.read_feather(part))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: a saved batch that is not whole (%s); its items are done again",
+                        part, str(exc).splitlines()[0])
+            part.unlink(missing_ok=True)
+    return tables
+
+
+def _reusable(folder: Path, items: pd.DataFrame, st: Stage, old: pd.DataFrame | None,
+              damaged: set[str]) -> dict[str, list[dict]]:
+    """Rows of an earlier run, by item, where the item's fingerprint matches and its files are
+    there and whole."""
+    tables = _parts(folder)
     if old is not None:
         tables.insert(0, old)
     wanted = dict(zip(items["sample_id"], items["fingerprint"], strict=True))
@@ -351,7 +383,8 @@ def _reusable(folder: Path, items: pd.DataFrame, st: Stage, old: pd.DataFrame | 
         done.update(fresh)  # a later table's rows for an item replace an earlier table's
     return {
         k: rows for k, rows in done.items()
-        if all(not isinstance(r.get(c), str) or not r.get(c) or (folder / r[c]).is_file()
+        if all(not isinstance(r.get(c), str) or not r.get(c)
+               or (r[c] not in damaged and (folder / r[c]).is_file())
                for r in rows for c in st.outputs)
     }
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from fer_prep.cache import RECORD, read_record, write_text_atomic
 from fer_prep.errors import InputError
-from fer_prep.status import DatasetStatus, work_status
+from fer_prep.status import DAMAGED, DatasetStatus, work_status
 
 if TYPE_CHECKING:
     import numpy as np
@@ -205,16 +205,18 @@ def _stages_section(status: DatasetStatus, work: Path) -> str:
     return f"<h3>Stages</h3>{table}{nxt}"
 
 
-def _manifests(work: Path, dataset: str) -> dict[str, pd.DataFrame]:
+def _manifests(work: Path, status: DatasetStatus) -> dict[str, pd.DataFrame]:
     """Every stage manifest of the dataset, by stage folder, without the columns no section
-    reads (a 478-point mesh a row is most of an aligned video set's memory)."""
+    reads (a 478-point mesh a row is most of an aligned video set's memory); a damaged stage's
+    is left out (the stages table names its file)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
+    damaged = {s.stage for s in status.stages if s.state == DAMAGED}
     out = {}
-    for record_path in sorted((work / dataset).glob(f"*/{RECORD}")):
+    for record_path in sorted((work / status.dataset).glob(f"*/{RECORD}")):
         manifest = record_path.parent / "manifest.parquet"
-        if manifest.is_file():
+        if manifest.is_file() and record_path.parent.name not in damaged:
             columns = [c for c in pq.read_schema(manifest).names if c not in UNREAD]
             out[record_path.parent.name] = pd.read_parquet(manifest, columns=columns)
     return out
@@ -539,7 +541,7 @@ def _training_section(work: Path, dataset: str) -> str:
 
 def _dataset_section(work: Path, status: DatasetStatus) -> str:
     dataset = status.dataset
-    manifests = _manifests(work, dataset)
+    manifests = _manifests(work, status)
     out = [f'<h2 id="{_esc(dataset)}">{_esc(dataset)}</h2>', _stages_section(status, work),
            _failures_section(manifests, dataset)]
     ok = _aligned_rows(manifests)
@@ -550,7 +552,8 @@ def _dataset_section(work: Path, status: DatasetStatus) -> str:
                 _sharpness_section(folder, ok), _expression_section(folder, ok)]
     if "align" in manifests:
         out.append(_strips_section(manifests["align"]))
-    out.append(_masks_section(work, dataset))
+    if "masks" in manifests:
+        out.append(_masks_section(work, dataset))
     if "folds" in manifests:
         out.append(_folds_section(manifests["folds"]))
     out.append(_training_section(work, dataset))

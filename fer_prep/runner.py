@@ -5,8 +5,10 @@ The up-to-date rule, in two steps so that a finished stage costs almost nothing 
 1. Fast (standard library only, no model loaded): the record is complete and was made with these
    parameters and model files, the light input key is the recorded one (a dataset's items with
    their paths relative to the root, sizes, mtimes and inodes; or the output fingerprints of the
-   upstream stages), and the stage folder holds the files it held. Then nothing runs; a `stale`
-   flag, set when an upstream stage changed, is cleared, since the input is what this run used.
+   upstream stages, each upstream whole), and every output file the stage wrote is there and
+   whole (`cache.check_whole`: its size, and its hash where its mtime changed). Then nothing
+   runs; a `stale` flag, set when an upstream stage changed, is cleared, since the input is what
+   this run used.
 2. Content (`fer_prep.execute`): otherwise the items are fingerprinted by content (a file's hash,
    re-used while its size, mtime and inode are unchanged) and by their path relative to the
    dataset root, so a moved dataset or a copied work folder recomputes nothing; only items whose
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fer_prep.cache import (
-    RECORD,
+    check_whole,
     digest,
     model_hashes,
     read_record,
@@ -39,6 +41,7 @@ from fer_prep.cache import (
     stat_key,
     write_record,
     write_text_atomic,
+    write_whole,
 )
 from fer_prep.datasets import ALIAS, Dataset, check_root, get_dataset
 from fer_prep.errors import InputError, OptionError, WorkError
@@ -110,6 +113,7 @@ class Context:
     sources: dict[str, list] = field(default_factory=dict)  # content hashes, for sources.json
     #: call before a stage writes its first file (the runner does, before a map)
     begin: Callable[[], None] = lambda: None
+    _ready: dict[str, dict[str, Any]] = field(default_factory=dict)  # upstream records checked
 
     @cached_property
     def raw_items(self) -> list[dict[str, Any]]:
@@ -155,9 +159,12 @@ class Context:
         return self.work / self.dataset.name / name
 
     def upstream_record(self, name: str) -> dict[str, Any]:
-        """The record of the complete, fresh upstream stage `name`; StageNotReady naming the
-        command that makes it otherwise."""
-        return ready_record(self.upstream_folder(name), f"run {self.remedy(name)} first")
+        """The record of the complete, fresh and whole upstream stage `name` (checked once a
+        run); StageNotReady naming the command that makes it otherwise."""
+        if name not in self._ready:
+            self._ready[name] = ready_record(self.upstream_folder(name),
+                                             f"run {self.remedy(name)} first")
+        return self._ready[name]
 
     def upstream_manifest(self, name: str) -> pd.DataFrame:
         from fer_prep.manifest import read_manifest
@@ -170,7 +177,8 @@ class Context:
         for name in STAGES.names():
             stage = STAGES.get(name)
             if stage.folder == folder and stage.applies_to(self.dataset):
-                return f"`fer-prep {self.dataset.name} {stage.command}`"
+                return (f"`fer-prep {stage.command} --dataset {self.dataset.name}`" if stage.cross
+                        else f"`fer-prep {self.dataset.name} {stage.command}`")
         return f"the {folder} stage"
 
     def source_items(self) -> pd.DataFrame:
@@ -288,10 +296,16 @@ def run(
         key = digest([ctx.source_key() if st.reads_dataset(params, ctx) else None,
                       {u: ctx.upstream_record(u).get("output_fingerprint") for u in upstream},
                       st.extra_key(ctx, params)])
-        if not force and _fast_current(record, fp, key, folder):
-            if record.get("stale"):
-                write_record(folder, {**record, "stale": False})
+        whole = check_whole(folder, record) if record else None
+        if not force and whole and whole.ok and _fast_current(record, fp, key):
+            if whole.rehashed:  # a copied folder: the new mtimes, so the next run hashes nothing
+                record = {**record, "whole": write_whole(folder, whole.table)}
+            if record.get("stale") or whole.rehashed:
+                record = {**record, "stale": False}
+                write_record(folder, record)
             return result(st, folder, record, 0, 0, True, started)
+        if whole and not whole.ok:
+            log.warning("%s; redoing it", whole.say(folder))
         from fer_prep.execute import execute
 
         return execute(ctx, params, models, fp, key, upstream, jobs=jobs, force=force,
@@ -306,16 +320,6 @@ def result(st: Stage, folder: Path, record: dict[str, Any], computed: int, reuse
                        type(st).map is not None)
 
 
-def _fast_current(record: dict[str, Any] | None, fp: str, key: str, folder: Path) -> bool:
-    return bool(record and record.get("complete") and record.get("fingerprint") == fp
-                and record.get("key") == key and record.get("files_key") == files_key(folder))
-
-
-def files_key(folder: Path) -> str:
-    """A digest of the names of every file in the stage folder but its record."""
-    names = []
-    for parent, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if d != PARTS]
-        rel = os.path.relpath(parent, folder)
-        names += [os.path.join(rel, f) for f in files if not (rel == "." and f == RECORD)]
-    return digest(sorted(names))
+def _fast_current(record: dict[str, Any] | None, fp: str, key: str) -> bool:
+    return bool(record and record.get("complete") and record.get("whole")
+                and record.get("fingerprint") == fp and record.get("key") == key)

@@ -2,9 +2,10 @@
 partial (a run stopped part way) or stale (a stage it reads changed since), the parameters that
 differ from the defaults, and the command to run next (`fer-prep status`).
 
-Read from the stage records (`stage.json`) and, for a partial run, the batches it saved
-(`.parts/`); nothing is run or written. Training runs (`WORK/<dataset>/train/<run>/`) are listed
-after the stages.
+Read from the stage records (`stage.json`), each complete stage's outputs checked whole against
+its `whole.json` (`cache.check_whole`: a stat a file, a hash where the mtime changed), and, for a
+partial run, the batches it saved (`.parts/`); nothing is run or written. Training runs
+(`WORK/<dataset>/train/<run>/`) are listed after the stages.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fer_prep.cache import RECORD, read_record
+from fer_prep.cache import RECORD, check_whole, read_record
 from fer_prep.datasets import ALIAS, Dataset, get_dataset, list_datasets
 from fer_prep.errors import InputError
 from fer_prep.stages import Stage, get_stage, stages_for
 
 COMPLETE, PARTIAL, STALE, MISSING = "complete", "partial", "stale", "missing"
-DAMAGED = "damaged"  # an output there but not whole (a run's metrics.json that is not JSON)
-CROSS = ("folds", "masks")  # stages whose command is `fer-prep STAGE --dataset D`
+DAMAGED = "damaged"  # an output missing or not whole, a record or metrics.json not JSON
 TRAIN = "train"
 
 
@@ -114,7 +114,7 @@ def _command(dataset: Dataset, command: str, stage: Stage, work: Path,
     the defaults; none when it has not run), reading the dataset from `root` where the stage
     reads it."""
     params = (record or {}).get("params") or {}
-    words = (["fer-prep", command, "--dataset", dataset.name] if command in CROSS
+    words = (["fer-prep", command, "--dataset", dataset.name] if stage.cross
              else ["fer-prep", dataset.name, command])
     reads = not stage.inputs or params.get("from_video")
     if reads and stage.root != "none":
@@ -176,6 +176,10 @@ def dataset_status(work: Path, dataset: Dataset) -> DatasetStatus:
         else:
             state = STALE if record.get("stale") else COMPLETE
             counts = record.get("counts", {})
+            folder = work / dataset.name / st.folder
+            whole = check_whole(folder, record)
+            if not whole.ok:
+                state, detail = DAMAGED, f"{whole.say(folder)}: the stage's command redoes it"
             done = {s.stage: s.state for s in stages}
             gone = [f"{i} is {done[i]}" for i in record.get("inputs") or []
                     if done.get(i, COMPLETE) != COMPLETE]
@@ -190,7 +194,7 @@ def dataset_status(work: Path, dataset: Dataset) -> DatasetStatus:
     nxt = next((s.command for s in stages if s.stage in needed and s.state != COMPLETE), "")
     runs = _train_runs(work, dataset.name)
     if not nxt and not runs and any(s.stage == "folds" and s.state == COMPLETE for s in stages):
-        nxt = f"fer-train --dataset {dataset.name} --work {work}"
+        nxt = shlex.join(["fer-train", "--dataset", dataset.name, "--work", str(work)])
     return DatasetStatus(dataset.name, stages + runs, nxt)
 
 

@@ -5,6 +5,8 @@ same checks for free, so one registered tomorrow is held to them too."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pandas as pd
 import pytest
 
 from fer_prep.align import TEMPLATES, align_face
+from fer_prep.cache import WHOLE
 from fer_prep.datasets import KINDS, get_dataset, list_datasets
 from fer_prep.errors import FerPrepError, FoldError
 from fer_prep.exports import EXPORTS, MARKER, export
@@ -29,6 +32,7 @@ from fer_prep.manifest import read_manifest, schema
 from fer_prep.params import list_presets
 from fer_prep.runner import run
 from fer_prep.stages import get_stage, list_stages, stages_for
+from fer_prep.status import COMPLETE, DAMAGED, work_status
 
 #: the order a dataset's stages run in (an upstream stage before what reads it)
 ORDER = ("video2frame", "align", "align-video", "folds", "masks")
@@ -84,7 +88,7 @@ def chains(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     for name in list_datasets():
         ds = get_dataset(name)
         work = tmp_path_factory.mktemp(f"work-{name}")
-        first, second = {}, {}
+        first, second, given = {}, {}, {}
         stages = [s for s in ORDER if s in stages_for(ds).values()]
         reader = {f.name for f in dataclasses.fields(ds.Options)}
         for runs in (first, second):
@@ -93,8 +97,10 @@ def chains(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
                 root = samples / name if get_stage(stage).root == "required" else None
                 if root and "masks" in stages and "frames" in reader:
                     options = {"frames": "neutral-peak"}  # masks need neutral faces (Oulu: peak)
-                runs[stage] = run(name, stage, work, root=root, jobs=2, **options)
-        out[name] = {"work": work, "first": first, "second": second, "stages": stages}
+                given[stage] = {"root": root, **options}
+                runs[stage] = run(name, stage, work, jobs=2, **given[stage])
+        out[name] = {"work": work, "first": first, "second": second, "stages": stages,
+                     "given": given}
     return out
 
 
@@ -216,3 +222,53 @@ def test_preset_contract(name: str) -> None:
     for stage in ("align", "align-video"):
         params = get_stage(stage).Params.resolve(name)
         assert params.size and params.padding is not None and params.backend in list_backends()
+
+
+def _kinds(folder: Path) -> list[str]:
+    """One output file of each kind the stage's `whole.json` lists: each top-level file, and the
+    first of each (depth, suffix) below it (a chip, a fold's CSV, a mask)."""
+    seen: dict[object, str] = {}
+    for rel in json.loads((folder / WHOLE).read_text())["path"]:
+        parts = Path(rel).parts
+        seen.setdefault(rel if len(parts) == 1 else (len(parts), Path(rel).suffix), rel)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("name", list_stages())
+def test_a_damaged_output_is_told_redone_and_refused_downstream(name: str, chains,
+                                                                 tmp_path: Path) -> None:
+    """Truncate each kind of output a stage records: `status` calls the stage damaged naming the
+    file, every command that reads it stops on one line naming it, and the stage's own command
+    redoes it to the same bytes."""
+    dataset, chain = next((d, c) for d, c in chains.items() if name in c["stages"])
+    folder = get_stage(name).folder
+    readers = [s for s in chain["stages"] if folder in get_stage(s).inputs]
+    kinds = _kinds(chain["first"][name].folder)
+    assert "manifest.parquet" in kinds and "manifest.csv" in kinds, kinds
+    for i, rel in enumerate(kinds):
+        work = shutil.copytree(chain["work"], tmp_path / str(i))  # a copy: new mtimes, whole
+        states = {s.stage: s.state for s in work_status(work, dataset)[0].stages}
+        assert set(states.values()) == {COMPLETE}, states
+        path = work / dataset / folder / rel
+        original = path.read_bytes()
+        path.write_bytes(original[: len(original) // 2] if len(original) > 1 else b"??")
+
+        status = {s.stage: s for s in work_status(work, dataset)[0].stages}
+        assert status[folder].state == DAMAGED and str(path) in status[folder].detail, rel
+        refused = []
+        for reader in readers:
+            with pytest.raises(FerPrepError) as exc:
+                run(dataset, reader, work, jobs=1)
+            refused.append(str(exc.value))
+        for export_name in [] if readers else EXPORTS.names():  # nothing but an export reads it
+            try:
+                export(export_name, dataset, work, tmp_path / f"out-{i}-{export_name}")
+            except FerPrepError as exc:
+                refused.append(str(exc))
+        assert refused and all("\n" not in e for e in refused), (rel, refused)
+        assert any(str(path) in e for e in refused), (rel, refused)
+
+        again = run(dataset, name, work, jobs=1, **chain["given"][name])
+        assert not again.skipped and path.read_bytes() == original, rel
+        states = {s.stage: s.state for s in work_status(work, dataset)[0].stages}
+        assert states[folder] == COMPLETE, (rel, states)

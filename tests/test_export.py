@@ -24,7 +24,7 @@ from fer_prep.cache import read_record, write_record
 from fer_prep.cli import main
 from fer_prep.datasets import get_dataset
 from fer_prep.datasets.ckplus import CODES
-from fer_prep.errors import FerPrepError, InputError
+from fer_prep.errors import FerPrepError, InputError, StageNotReady
 from fer_prep.exports import EXPORTS, MARKER, export
 from fer_prep.exports.emotion_fan import CKPLUS_LIST
 from fer_prep.exports.fmpn import seed_codes
@@ -391,18 +391,26 @@ def test_afew_export_reads_as_emotion_fan_reads_it(shared: Path, tmp_path: Path)
 
 # --- behaviour: missing faces, --out protection, the CLI --------------------------------------
 
-def test_a_missing_face_is_named_and_the_rest_exported(ckplus_work: Path, tmp_path: Path) -> None:
+def test_a_missing_face_is_named_and_align_brings_it_back(ckplus_work: Path,
+                                                           tmp_path: Path) -> None:
+    """A chip deleted from the align folder: the export is one Error: line naming it and the
+    command that makes it again; after that command, the export has every face."""
     work = tmp_path / "work"
     shutil.copytree(ckplus_work, work)
     faces = _faces(work)
-    gone = faces.iloc[0]
-    (work / "ckplus/align" / gone["face_path"]).unlink()
-    out = CliRunner().invoke(main, ["export", "imagefolder", "--dataset", "ckplus", "--work",
-                                    str(work), "--out", str(tmp_path / "out"), "--copy"])
+    gone = work / "ckplus/align" / faces.iloc[0]["face_path"]
+    gone.unlink()
+    args = ["export", "imagefolder", "--dataset", "ckplus", "--work", str(work), "--out",
+            str(tmp_path / "out"), "--copy"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 1 and out.output.strip().splitlines() == [
+        f"Error: {gone}: missing; run `fer-prep ckplus align`"], out.output
+    assert not (tmp_path / "out").exists()
+    record = read_record(work / "ckplus/align")
+    again = run("ckplus", "align", work, root=record["root"], include_unlabelled=True, jobs=2)
+    assert again.computed == 1 and gone.stat().st_size > 0  # its sequence aligned again
+    out = CliRunner().invoke(main, args)
     assert out.exit_code == 0, out.output
-    assert f"warning: {gone['sample_id']}: face file" in out.output
-    n = len(list((tmp_path / "out").rglob("*.png")))
-    assert f"{n} files; placed as {n} copies; 1 skipped" in out.output
     files = {p.stem for p in (tmp_path / "out").rglob("*.png")}
     expected = set()  # per fold, the classes both parts share (see the imagefolder test)
     for k in range(K):
@@ -410,7 +418,7 @@ def test_a_missing_face_is_named_and_the_rest_exported(ckplus_work: Path, tmp_pa
         shared = set(parts[0]["label"]) & set(parts[1]["label"])
         expected |= {s for part in parts for s in part.loc[part["label"].isin(shared),
                                                            "sample_id"]}
-    assert gone["sample_id"] not in files and files == expected - {gone["sample_id"]}
+    assert files == expected and "0 skipped" in out.output
 
 
 def test_out_with_other_files_is_refused_unless_forced(shared: Path, tmp_path: Path) -> None:
@@ -445,12 +453,14 @@ def test_an_earlier_export_is_replaced_without_force(shared: Path, tmp_path: Pat
         export("fmpn", "ckplus", work, tmp_path / "out")
     record = read_record(work / "ckplus/folds")
     write_record(work / "ckplus/folds", {**record, "stale": True})  # as a re-run align leaves it
+    with pytest.raises(StageNotReady, match=r"folds: stale.*`fer-prep folds --dataset ckplus`"):
+        export("emotion-fan", "ckplus", work, tmp_path / "out")  # stale folds are not exported
+    write_record(work / "ckplus/folds", record)
     (tmp_path / ".out.tmp-99999/txt").mkdir(parents=True)  # as a killed export leaves them
     (tmp_path / "out/.fer-prep-export.tmp-99999.json").write_text("{")
-    result = export("emotion-fan", "ckplus", work, tmp_path / "out")  # only an export's files
+    export("emotion-fan", "ckplus", work, tmp_path / "out")  # only an export's files
     assert sorted(os.listdir(tmp_path / "out")) == [MARKER, "txt"]
     assert sorted(os.listdir(tmp_path)) == ["out", "work"]
-    assert any("folds are stale" in note for note in result.notes)
 
 
 def test_cli_export_prints_a_summary_and_checks_its_options(shared: Path, tmp_path: Path) -> None:

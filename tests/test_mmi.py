@@ -9,6 +9,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from fer_prep.datasets.mmi import MMI_VALUES, ckplus_as_mmi, select
 from fer_prep.exports import export
 from fer_prep.manifest import read_manifest
 from fer_prep.runner import run
+from fer_prep.sample import encode_avi
 
 RECORDED = {"S052_004": "dual-right", "S055_005": "dual-left", "S074_002": "turned"}
 VIEWS = {"dual-right": "right", "dual-left": "left", "turned": "rotate-ccw", "single": "full"}
@@ -28,7 +30,7 @@ VIEWS = {"dual-right": "right", "dual-left": "left", "turned": "rotate-ccw", "si
 
 @pytest.fixture(scope="module")
 def mmi(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Nine sessions (six as filmed, a dual view each way, one turned) and four bad ones."""
+    """Nine sessions (six as filmed, a dual view each way, one turned) and five bad ones."""
     ck = shared / "data/ckplus"
     labels = {i["sequence"]: i["sequence_label"] for i in read_ckplus(ck, "peak")
               if i["sequence_label"] in MMI_VALUES}
@@ -50,6 +52,11 @@ def mmi(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     (sessions / "103").mkdir()
     (sessions / "103/S900-004.xml").write_text(
         '<Session><Metatag Name="Emotion" Value="1"/></Session>', encoding="utf-8")
+    (sessions / "104").mkdir()  # a real face, one frame long: too short for a selection
+    face = cv2.imread(str(next(ck.glob("cohn-kanade-images/S052/001/*.png"))))  # BGR
+    encode_avi(iter([face]), sessions / "104/S900-005.avi", face.shape[1::-1], 24)
+    (sessions / "104/S900-005.xml").write_text(
+        '<Session><Metatag Name="Emotion" Value="6"/></Session>', encoding="utf-8")
     work = tmp_path_factory.mktemp("work")
     frames = run("mmi", "video2frame", work, root=root)
     faces = run("mmi", "align-video", work)
@@ -102,6 +109,24 @@ def test_bad_sessions_are_rows_that_say_why(mmi: dict) -> None:
     assert "S900-004.xml" in said.loc["S900_004", "message"]
 
 
+def test_a_clip_too_short_for_its_selection_is_a_row_that_says_so(mmi: dict, tmp_path: Path
+                                                                   ) -> None:
+    """mmi-5: a 1-frame video is one `too_short` row naming it, at video2frame and at align
+    (from the frames and from the video), with its label; the folds keep it out of every part."""
+    video = mmi["root"] / "Sessions/104/S900-005.avi"
+    direct = run("mmi", "align-video", tmp_path, root=mmi["root"], from_video=True)
+    for folder in ("frames", "align"):
+        rows = read_manifest(mmi["work"] / "mmi" / folder)
+        row = rows[rows["sequence"] == "S900_005"]
+        assert len(row) == 1 and row["status"].item() == "too_short", folder
+        assert row["message"].item() == (f"{video}: 1 frame(s), and the neutral-peak selection "
+                                         "needs 4 (a neutral first frame and 3 peak frames "
+                                         "after it)")
+        assert row["label"].item() == "surprise"
+    rows = read_manifest(direct.folder)
+    assert rows.loc[rows["sequence"] == "S900_005", "status"].tolist() == ["too_short"]
+
+
 def test_decoding_the_videos_gives_the_same_rows(mmi: dict, tmp_path: Path) -> None:
     direct = run("mmi", "align-video", tmp_path, root=mmi["root"], from_video=True)
     ours = read_manifest(direct.folder).sort_values("sample_id").reset_index(drop=True)
@@ -118,6 +143,8 @@ def test_decoding_the_videos_gives_the_same_rows(mmi: dict, tmp_path: Path) -> N
 def test_masks_and_folds_on_mmi(mmi: dict) -> None:
     folds = run("mmi", "folds", mmi["work"], scheme="subject-kfold", k=3)
     assert folds.counts["ok"] >= 4 * len(mmi["labels"])
+    short = folds.manifest[folds.manifest["sequence"] == "S900_005"]  # mmi-5: in no part
+    assert short["status"].tolist() == ["excluded"] and short["fold"].tolist() == [-1]
     masks = run("mmi", "masks", mmi["work"])
     table = read_manifest(masks.folder)
     present = set(mmi["labels"].values())

@@ -298,3 +298,69 @@ def test_a_no_op_rerun_loads_no_model_and_no_table_library(ck_sample, tmp_path):
                          check=True).stdout.splitlines()
     assert any("unchanged, skipped" in line for line in out), out
     assert out[-1] == "[]", out
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every entry under `folder` by relative path: a file's SHA-256, a link's target."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): os.readlink(p) if p.is_symlink()
+            else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink()}
+
+
+def _one_error(result, words: str) -> str:
+    """The run failed (exit 1) on one last `Error:` line holding `words`, no traceback."""
+    assert result.exit_code == 1, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and words in error, result.output
+    assert "Traceback" not in result.output
+    return error
+
+
+def test_an_export_onto_a_full_disk_keeps_the_earlier_one(ck_sample, tmp_path):
+    """full-1: `export --copy` onto a full disk is one Error: line; the earlier export (links)
+    is as it was, no staging is left, and with space freed the same command completes."""
+    work = tmp_path / "work"
+    run("ckplus", "align", work, root=ck_sample, jobs=1)
+    run("ckplus", "folds", work, k=3)
+    with tmpfs(tmp_path / "small", "64k") as small:
+        out = small / "fmpn"
+        args = ["export", "fmpn", "--dataset", "ckplus", "--work", str(work), "--out", str(out)]
+        _cli(*args)  # on another file system than the chips: symbolic links, a few bytes each
+        before = _tree(out)
+        assert any(os.path.islink(out / rel) for rel in before)
+        error = _one_error(CliRunner().invoke(main, [*args, "--copy"]), "No space left")
+        assert str(out) in error
+        assert _tree(out) == before and sorted(os.listdir(small)) == ["fmpn"]
+        remount(small, "20m")
+        assert "copies" in _cli(*args, "--copy")
+        assert not any(p.is_symlink() for p in out.rglob("*"))
+
+
+def test_a_full_disk_while_training_keeps_the_last_checkpoint(ck_sample, tmp_path):
+    """train-6, full-2: fer-train writing a checkpoint onto a full disk is one Error: line
+    naming it; the checkpoint of the epoch before is whole, no temporary is left, and with
+    space freed the same command, resumed, completes."""
+    torch = pytest.importorskip("torch")
+    from fer_models.cli import main as train_main
+
+    work = tmp_path / "work"
+    run("ckplus", "align", work, root=ck_sample, jobs=1)
+    run("ckplus", "folds", work, k=3)
+    args = ["--dataset", "ckplus", "--work", str(work), "--model", "resnet18", "--fold", "0",
+            "--epochs", "2", "--batch-size", "8", "--size", "48", "--device", "cpu",
+            "--workers", "0"]
+    # one epoch's last.pt (134 MB: weights and Adam's state) and best.pt (45 MB) fit, a second
+    # last.pt written beside them does not
+    with tmpfs(work / "ckplus/train", "250m") as runs:
+        error = _one_error(CliRunner().invoke(train_main, args), "No space left")
+        last = runs / "resnet18/fold_0/last.pt"
+        assert "last.pt" in error or "best.pt" in error
+        assert torch.load(last, weights_only=False)["epoch"] == 1
+        assert not [p for p in runs.rglob("*") if ".tmp-" in p.name]
+        remount(runs, "600m")
+        result = CliRunner().invoke(train_main, [*args, "--resume"])
+        assert result.exit_code == 0, result.output
+        metrics = json.loads((runs / "resnet18/metrics.json").read_text())
+        assert list(metrics["folds"]) == ["0"]

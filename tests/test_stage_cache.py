@@ -85,7 +85,11 @@ def test_killed_run_resumes_to_identical_bytes(ck_root, tmp_path) -> None:
     a = {k: v[1] for k, v in _snapshot(clean / "ckplus/align").items()}
     b = {k: v[1] for k, v in _snapshot(killed / "ckplus/align").items()}
     assert a.keys() == b.keys()
-    when = ("finished", "seconds")  # the record says when each run ended and how long it took
+    # the record says when each run ended and how long it took; whole.json each file's mtime
+    when = ("finished", "seconds", "whole")
     records = [{k: v for k, v in json.loads(x.pop("stage.json")).items() if k not in when}
                for x in (a, b)]
-    assert a == b and records[0] == records[1]
+    wholes = [{k: v for k, v in json.loads(x.pop("whole.json")).items() if k != "mtime"}
+              for x in (a, b)]
+    assert a == b and records[0] == records[1] and wholes[0] == wholes[1]
+    assert set(wholes[0]["path"]) == set(a)  # every output file is listed

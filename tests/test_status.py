@@ -4,6 +4,7 @@ as printed, is the one that brings the work folder forward."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from conftest import kill_after_parts
@@ -161,3 +163,97 @@ def test_a_damaged_record_and_a_deleted_input_are_never_complete(ck_sample: Path
     assert command.startswith("fer-prep ckplus align --root ROOT")
     _cli(*shlex.split(command.replace("ROOT", str(ck_sample)))[1:])  # mends it
     assert _states(work, "ckplus")["align"] == COMPLETE
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _fails(cli: click.Command, *args: str) -> str:
+    """The one `Error:` line of a command that must fail (exit code 1)."""
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+@pytest.fixture()
+def ck_masks(ck_sample: Path, tmp_path: Path) -> Path:
+    """A work folder with CK+ aligned, in 3 folds, and its masks."""
+    work = tmp_path / "work"
+    run("ckplus", "align", work, root=ck_sample, jobs=1)
+    run("ckplus", "folds", work, k=3)
+    run("ckplus", "masks", work, jobs=1)
+    return work
+
+
+def test_a_truncated_manifest_is_damaged_refused_downstream_and_redone(ck_masks: Path,
+                                                                        tmp_path: Path) -> None:
+    """status-1a, 27c: folds/manifest.parquet cut to 100 bytes is `damaged` in status (naming
+    it), in the report, and one Error: line for every command that reads it; the folds command
+    redoes it (it was 'unchanged, skipped'), to the same bytes."""
+    from fer_models.cli import main as train_main
+    from fer_prep.report import build_report
+    from fer_prep.status import DAMAGED
+
+    work = ck_masks
+    manifest = work / "ckplus/folds/manifest.parquet"
+    original = manifest.read_bytes()
+    manifest.write_bytes(original[:100])
+    assert _states(work, "ckplus") == {"align": COMPLETE, "folds": DAMAGED, "masks": STALE}
+    out = _cli("status", "--work", str(work))
+    assert f"{manifest}: not whole (100 bytes, written as {len(original):,})" in out
+    command = _next(work, "ckplus")
+    assert command == f"fer-prep folds --dataset ckplus --k 3 --work {work}"
+    assert "damaged" in build_report(work).read_text()
+
+    aligned = _hashes(work / "ckplus/align")
+    for cli, args in ((main, ["masks", "--dataset", "ckplus", "--work", str(work)]),
+                      (main, ["export", "fmpn", "--dataset", "ckplus", "--work", str(work),
+                              "--out", str(tmp_path / "fmpn")]),
+                      (train_main, ["--dataset", "ckplus", "--work", str(work), "--model",
+                                    "resnet18", "--epochs", "1", "--device", "cpu"])):
+        line = _fails(cli, *args)
+        assert f"{manifest}: not whole" in line and "fer-prep folds --dataset ckplus" in line
+    assert not (tmp_path / "fmpn").exists() and not (work / "ckplus/train").exists()
+
+    out = _cli(*shlex.split(command)[1:])
+    assert "unchanged, skipped" not in out and "not whole" in out
+    assert manifest.read_bytes() == original and _hashes(work / "ckplus/align") == aligned
+    assert _states(work, "ckplus") == {"align": COMPLETE, "folds": COMPLETE, "masks": COMPLETE}
+
+
+def test_stale_masks_are_not_exported(ck_masks: Path, tmp_path: Path) -> None:
+    """status-1c: after the folds change (k 3 → 2) `export fmpn` is one Error: line naming the
+    stale masks and the command that remakes them; the earlier export stays as it was."""
+    out = tmp_path / "fmpn"
+    args = ["export", "fmpn", "--dataset", "ckplus", "--work", str(ck_masks), "--out", str(out)]
+    _cli(*args)
+    before = _hashes(out)
+    run("ckplus", "folds", ck_masks, k=2)
+    line = _fails(main, *args)
+    assert f"{ck_masks / 'ckplus/masks'}: stale" in line
+    assert "`fer-prep masks --dataset ckplus`" in line
+    assert _hashes(out) == before
+    run("ckplus", "masks", ck_masks, jobs=1)
+    assert "export fmpn ckplus" in _cli(*args)
+    assert len(list((out / "imgs_res").iterdir())) == 2  # the new folds' masks
+
+
+def test_the_next_command_is_quoted_for_a_shell(ck_sample: Path, tmp_path: Path) -> None:
+    """A work folder whose name holds a space and a newline: `next:` pasted into a shell is
+    the command it names."""
+    work = tmp_path / "my work\nfolder"
+    run("ckplus", "align", work, root=ck_sample, jobs=1)
+    command = _next(work, "ckplus")
+    assert shlex.split(command)[-2:] == ["--work", str(work)]
+    run("ckplus", "folds", work, k=3)
+    run("ckplus", "masks", work, jobs=1)
+    command = _next(work, "ckplus")
+    assert command.startswith("fer-train") and shlex.split(command)[-1] == str(work)
+    shell = subprocess.run(["bash", "-c", f"printf '%s\\n' {command}"], capture_output=True,
+                           text=True, check=True)
+    words = ["fer-train", "--dataset", "ckplus", "--work", str(work)]
+    assert shell.stdout == "\n".join(words) + "\n"

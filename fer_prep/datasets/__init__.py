@@ -29,6 +29,12 @@ from fer_prep.labels import CANONICAL
 from fer_prep.registry import Registry
 
 KINDS = ("stills", "sequences", "videos")
+TOO_SHORT = "too_short"  # the status of a clip with fewer frames than its selection needs
+
+
+class ClipTooShort(ValueError):
+    """A clip has fewer frames than the dataset's frame selection needs (a 1-frame MMI video):
+    the stages make it one `too_short` row, kept out of the folds."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +100,8 @@ class Dataset:
         """How this dataset's protocol picks frames from a video item: a function from the
         clip's number of decoded frames to the kept frames (1-based) and their roles (neutral,
         onset, peak); None keeps every frame without a role (AFEW: Emotion-FAN trains on whole
-        clips). Called in workers."""
+        clips). The function raises ClipTooShort for a clip it cannot select from. Called in
+        workers."""
         return None
 
     def frame_label(self, clip: dict[str, Any], role: str | None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fer_prep.datasets import DATASETS, Dataset, find_folder
+from fer_prep.datasets import DATASETS, ClipTooShort, Dataset, find_folder
 from fer_prep.errors import InputError
 from fer_prep.params import option
 
@@ -110,7 +110,11 @@ class MMI(Dataset):
 
 def select(count: int, how: str, apex: float = 0.5) -> dict[int, str]:
     """The frames (1-based) of a clip of `count` frames a selection keeps, with their roles:
-    the first is neutral, the three centred on the apex are peak (never the first)."""
+    the first is neutral, the three centred on the apex are peak (never the first).
+    ClipTooShort for a clip without a first frame and three after it: its peak would be lost."""
+    if count < _WHOLE:
+        raise ClipTooShort(f"{count} frame(s), and the {how} selection needs {_WHOLE} (a "
+                           f"neutral first frame and {PEAK_FRAMES} peak frames after it)")
     centre = 1 + round(apex * (count - 1))
     centre = min(max(centre, 1 + PEAK_FRAMES // 2 + 1), count - PEAK_FRAMES // 2)
     peaks = [n for n in range(centre - PEAK_FRAMES // 2, centre + PEAK_FRAMES // 2 + 1)

@@ -13,9 +13,10 @@ format lives in its own module, registered by name in `EXPORTS` and imported onl
 - `hf`: a Hugging Face `DatasetDict` per fold (`save_to_disk`), for timm / transformers code.
 
 The export is built in a temporary sibling of `out` and moved into place entry by entry at the
-end, so a killed run leaves nothing half-written in `out`. An `out` that holds files this export
-did not write is refused unless `force`; then only the files the export writes are replaced, and
-a user's file stays, beside ours or inside one of our folders.
+end, so a killed run leaves nothing half-written in `out`; a full disk while building it is one
+`WorkError` line, the staging removed and the earlier export in `out` as it was. An `out` that
+holds files this export did not write is refused unless `force`; then only the files the export
+writes are replaced, and a user's file stays, beside ours or inside one of our folders.
 A row whose face file is missing is reported by name and left out; the rest goes on.
 """
 
@@ -33,9 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fer_prep import __version__
-from fer_prep.cache import TMP_MARK, digest, read_record, write_text_atomic
+from fer_prep.cache import TMP_MARK, digest, read_record, ready_record, write_text_atomic
 from fer_prep.datasets import Dataset, get_dataset
-from fer_prep.errors import InputError, OptionError
+from fer_prep.errors import ENVIRONMENT_ERRNOS, InputError, OptionError, output_error
 from fer_prep.manifest import read_manifest
 from fer_prep.registry import Registry
 
@@ -186,20 +187,23 @@ class ExportResult:
 
 
 def load_source(dataset: str, work: str | Path) -> Source:
-    """The folds of `dataset` under `work`, with each row's face file resolved."""
+    """The folds of `dataset` under `work`, with each row's face file resolved; StageNotReady
+    when the folds or the faces are not complete, fresh and whole."""
     work = Path(work)
     info = get_dataset(dataset, work)
     folder = work / dataset / "folds"
     if not (folder / "manifest.parquet").is_file():
         raise InputError(f"{folder}: no folds here; `fer-prep folds --dataset {dataset}` makes "
                          "them")
+    record = ready_record(folder, f"run `fer-prep folds --dataset {dataset}`")
+    if (work / dataset / "align").is_dir():  # folds from labels alone (CK+'s Emotion) have none
+        ready_record(work / dataset / "align", f"run `fer-prep {dataset} align`")
     rows = read_manifest(folder)
     rows = rows.reset_index(drop=True)
     rows["fold"] = rows["fold"].astype(int)
     rel = rows["face_path"].fillna("").astype(str)
     faces = work / dataset / "align"
     rows["face"] = [str(faces / p) if p else "" for p in rel]
-    record = read_record(work / dataset / "folds") or {}
     n_folds = record.get("n_folds")
     folds = list(range(n_folds)) if n_folds else sorted(set(rows["fold"]) - {-1})
     return Source(dataset, work, rows, folds, record, info)
@@ -366,15 +370,11 @@ def export(
     if not force and (done := _unchanged(out, name, dataset, key)) is not None:
         return done
     source = load_source(dataset, work)
-    out.parent.mkdir(parents=True, exist_ok=True)
     root = out.parent / f".{out.name}{TMP_MARK}{os.getpid()}"
-    root.mkdir()
     try:
+        root.mkdir(parents=True)
         staging = Staging(root, how, allow_empty, out.absolute())
         source = _drop_missing_faces(source, staging)
-        if source.record.get("stale"):
-            staging.notes.append(f"the {dataset} folds are stale (align changed after them); "
-                                 "re-run `fer-prep folds` for an up-to-date export")
         write(source, staging, **options)
         result = ExportResult(name, dataset, out, dict(staging.counts), dict(staging.placed),
                               staging.skipped, staging.notes)
@@ -384,6 +384,10 @@ def export(
                              "folds": source.folds, "counts": result.counts,
                              "placed": result.placed, "skipped": result.skipped,
                              "notes": result.notes, "key": key})
+    except OSError as exc:  # a full disk, a read-only folder: one line, nothing half-published
+        if exc.errno in ENVIRONMENT_ERRNOS:
+            raise output_error(out, exc) from None
+        raise
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return result

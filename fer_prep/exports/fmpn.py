@@ -36,6 +36,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from fer_prep.cache import ready_record
 from fer_prep.datasets import Dataset
 from fer_prep.errors import InputError
 from fer_prep.exports import Source, Staging
@@ -162,12 +163,14 @@ def _masks(source: Source, out: Staging, listed: Any, codes: dict[str, int],
            folder: str | None = None) -> list[str]:
     """Copy `WORK/<dataset>/masks/<fold>/<class>.png` into `imgs_res/<fold>/` (or `folder`:
     `ids` for one split), when they exist; the test classes of a fold without their mask, which
-    FMPN-FER's loader cannot read."""
+    FMPN-FER's loader cannot read. Masks that are stale (made on other folds), damaged or
+    incomplete are refused (StageNotReady)."""
     masks = source.work / source.dataset / "masks"
     if not masks.is_dir():
         out.notes.append(f"imgs_res/ not written: no masks in {masks} (the masks stage makes "
                          "them); FMPN-FER needs imgs_res/<fold>/<class>.png to train")
         return []
+    ready_record(masks, f"run `fer-prep masks --dataset {source.dataset}`")
     missing = []
     for fold in source.folds:
         for mask in sorted((masks / str(fold)).glob("*.png")):

@@ -66,6 +66,7 @@ class Stage:
     inputs: ClassVar[tuple[str, ...]] = ()  # the stage folders it may read
     root: ClassVar[str] = "required"  # --root: required, optional or none
     reader_options: ClassVar[bool] = True  # offers the dataset reader's options (CK+ --frames)
+    cross: ClassVar[bool] = False  # run as `fer-prep <command> --dataset D`, not `fer-prep D …`
     key: ClassVar[str] = "sample_id"  # the item column every row of one item carries
     outputs: ClassVar[tuple[str, ...]] = ()  # row columns holding file paths (resume, orphans)
     columns: ClassVar[tuple[str, ...]] = ()  # leading manifest columns, in order

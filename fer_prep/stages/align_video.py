@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fer_prep.datasets import TOO_SHORT, ClipTooShort
 from fer_prep.errors import WorkError
 from fer_prep.faces import FPS, model_files
 from fer_prep.faces.views import VIEW_CHOICES
@@ -243,6 +244,8 @@ def _align_clip(item: dict[str, Any], backend: FaceBackend, job: Job) -> list[di
                            **_chip(image, face, rel(n), params, job.folder, where(n))}
     except VideoError as exc:
         return [{**meta, "status": "failed", "message": str(exc)}]
+    except ClipTooShort as exc:
+        return [{**meta, "status": TOO_SHORT, "message": f"{item['source_path']}: {exc}"}]
 
     if params.smooth and faces:
         faces = _smoothed(faces)

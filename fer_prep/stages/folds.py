@@ -107,6 +107,7 @@ class Folds(Stage):
 
     name = "folds"
     command = "folds"
+    cross = True
     folder = "folds"
     version = 1
     Params = FoldsParams

@@ -240,6 +240,7 @@ class Masks(Stage):
 
     name = "masks"
     command = "masks"
+    cross = True
     folder = "masks"
     version = 1
     Params = MasksParams

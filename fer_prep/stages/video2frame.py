@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_prep.cache import TMP_MARK
+from fer_prep.datasets import TOO_SHORT, ClipTooShort
 from fer_prep.errors import ENVIRONMENT_ERRNOS, WorkError, output_error
 from fer_prep.params import Params, option
 from fer_prep.stages import STAGES, Job, Stage
@@ -115,6 +116,10 @@ def extract_batch(items: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]
                 numbers = _keep_selected(tmp, len(decoded.times), roles)
                 times = [decoded.times[n - 1] for n in numbers]
                 names, problem = [frame_name(n) for n in numbers], decoded.problem
+        except ClipTooShort as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            rows.append({**meta, "status": TOO_SHORT, "message": f"{item['source_path']}: {exc}"})
+            continue
         except VideoError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if any(os.strerror(e) in str(exc) for e in WRITE_ERRNOS):
