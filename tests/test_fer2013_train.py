@@ -118,7 +118,7 @@ def test_the_report_warns_that_the_training_faces_are_blurred(kaggle_work: Path)
 
 def test_a_damaged_metrics_json_is_said_by_status_and_report_and_written_again(
         kaggle_work: Path, tmp_path: Path) -> None:
-    """A run's metrics.json that is not JSON: `status` says "damaged" naming it, `report`
+    """status-2: a run's metrics.json that is not JSON: `status` says "damaged" naming it, `report`
     says so on the page, neither crashes; fer-train --resume writes it again."""
     from fer_prep.cli import main as prep
 
