@@ -85,10 +85,9 @@ def read_inputs(dataset: str, work: str | Path, classes_from: tuple[str, ...] | 
     work = Path(work)
     align_dir = work / dataset / ALIGN
     folds_dir = work / dataset / FOLDS
+    faces = _manifest(align_dir, f"run `fer-prep {dataset} align`")  # every chip whole, too
+    folds = _manifest(folds_dir, f"run `fer-prep folds --dataset {dataset}`")
     folds_record = ready_record(folds_dir, f"run `fer-prep folds --dataset {dataset}`")
-    ready_record(align_dir, f"run `fer-prep {dataset} align`")  # every chip whole, too
-    faces = _manifest(align_dir, f"`fer-prep {dataset} align` makes it")
-    folds = _manifest(folds_dir, f"`fer-prep folds --dataset {dataset}` makes it")
     ok = folds[folds["status"] == "ok"]
     if ok.empty:
         raise InputError(f"{folds_dir / PARQUET}: no row is in the folds (status ok); see its "
@@ -154,9 +153,12 @@ def _soft(rows: pd.DataFrame, faces: pd.DataFrame, classes: list[str], dataset: 
     return np.where(total > 0, soft / np.maximum(total, 1e-12), one_hot)
 
 
-def _manifest(folder: Path, how: str) -> pd.DataFrame:
+def _manifest(folder: Path, remedy: str) -> pd.DataFrame:
+    """The manifest of a stage that is complete, fresh and whole; InputError naming the file
+    (or what is wrong with the stage) and `remedy` otherwise."""
     if not (folder / PARQUET).is_file():
-        raise InputError(f"{folder / PARQUET}: no manifest here; {how}")
+        raise InputError(f"{folder / PARQUET}: no manifest here; {remedy}")
+    ready_record(folder, remedy)
     return read_manifest(folder)
 
 

@@ -281,7 +281,7 @@ def test_masks_check_the_folds_and_name_the_command_that_makes_them(broken_work,
     shutil.rmtree(work / "ckplus/folds")
     args = ("masks", "--dataset", "ckplus", "--work", str(work), "--jobs", "2")
     with pytest.raises(StageNotReady, match=r"ckplus/folds: the folds stage has not completed; "
-                       r"run `fer-prep ckplus folds` first"):
+                       r"run `fer-prep folds --dataset ckplus` first"):
         masks(work, folds="fmpn")  # masks never make folds
 
     asks = f"--folds fmpn asks for --split {FMPN_SPLIT}"

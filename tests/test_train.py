@@ -23,7 +23,7 @@ from fer_models.models import MODELS, create_model, model_class
 from fer_models.models.backbone import load_pretrained
 from fer_models.train import train
 from fer_prep.align import TEMPLATES
-from fer_prep.cache import read_record
+from fer_prep.cache import read_record, write_record, write_whole
 from fer_prep.errors import InputError as PrepInputError
 from fer_prep.images import read_image
 from fer_prep.labels import CANONICAL
@@ -383,6 +383,8 @@ def test_expression_needs_mediapipe_faces(work: Path, tmp_path: Path) -> None:
     faces = pd.read_parquet(other / "ckplus/align/manifest.parquet").drop(
         columns=["blendshapes", "yaw", "pitch", "roll"])
     faces.to_parquet(other / "ckplus/align/manifest.parquet", index=False)
+    record = read_record(other / "ckplus/align")  # as dlib's faces are recorded: whole
+    write_record(other / "ckplus/align", {**record, "whole": write_whole(other / "ckplus/align")})
     result = CliRunner().invoke(main, ["--dataset", "ckplus", "--work", str(other), "--model",
                                        "resnet18", "--expression", "--epochs", "1"])
     assert result.exit_code == 1 and "--expression: no face in" in result.output
