@@ -12,7 +12,7 @@ $(BIN)/fer-prep: pyproject.toml setup.py
 	$(BIN)/pip install --quiet -e '.[dev,train]'
 	touch $@
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench docs
 setup: $(BIN)/fer-prep
 
 demo: setup  ## the main job on the embedded sample data (no ../shared, no download)
@@ -37,7 +37,12 @@ test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARE
 		update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
 		|| echo "note: no chromium, and it cannot be installed here: the browser tests skip"
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports  # the import layers of pyproject.toml's [tool.importlinter]
 	$(BIN)/python -m pytest -q --durations=15
+
+docs: setup  ## the manual as a site: docs/_build/html/index.html (offline; a warning fails it)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
 
 bench: setup  ## speed side by side with the seeds' own methods (needs ../shared)
 	$(BIN)/python bench/startup.py

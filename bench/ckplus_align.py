@@ -25,8 +25,8 @@ from emotion_fan_seed import EmotionFanSeed
 from fer_prep.datasets.ckplus import read_ckplus
 from fer_prep.faces import list_backends
 from fer_prep.runner import run
+from fer_prep.runner.workers import resolve_jobs
 from fer_prep.stages.align import worker_backend
-from fer_prep.workers import resolve_jobs
 
 
 def main() -> None:

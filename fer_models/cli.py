@@ -1,16 +1,29 @@
-"""`fer-train`: a thin click layer over `fer_models.train.train`."""
+"""`fer-train`: a thin click layer over `fer_models.train.train`, generated from the registries.
+
+Its options are this invocation's (the machine, a preset: declared here), the run's
+(`fer_models.protocols.TrainOptions`) and every registered model's own (its options dataclass,
+`fer_models.models.options` for the built-in ones), built from the dataclasses' fields as
+fer-prep's commands are. The command builds them when asked, so a model registered anywhere (a
+plugin, a test, after this module is imported) has its options without a line here. An option
+several models take is one, its help naming them; every option defaults to None, so one left
+unset never overrides a model's own default (which the help shows in brackets).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from fer_models.models import AT_TYPES, BACKBONE_NAMES, list_models
+from fer_models.models import MODELS, options_class
 from fer_models.presets import training_presets
-from fer_models.protocols import PROTOCOLS, SELECT
-from fer_prep.cli import OneLineErrors
+from fer_models.protocols import TrainOptions
+from fer_prep.cli import LazyChoice, OneLineErrors
+from fer_prep.errors import OptionError
+from fer_prep.params import choices_of, field_type
 
 EXAMPLE = """\b
 Examples:
@@ -24,46 +37,126 @@ Examples:
   fer-train --dataset ckplus --model mafer --step 1 && fer-train --dataset ckplus --model mafer"""
 
 
-#: options of the machine and of this invocation, not of the recipe
-NOT_IN_PRESETS = ("preset", "root", "work", "device", "precision", "workers", "cache_gb", "resume",
-                  "quiet")
+class NumberOr(click.ParamType):
+    """A number in a range, or one word beside it (`--fold all`, `--test-blur auto`)."""
 
-
-class FoldParam(click.ParamType):
-    """A fold number or `all`."""
-
-    name = "K|all"
+    def __init__(self, kind: type, word: str, what: str, low: float | None,
+                 high: float | None) -> None:
+        self.kind, self.word, self.what, self.low, self.high = kind, word, what, low, high
+        self.name = f"{kind.__name__}|{word}"
 
     def convert(self, value: object, param: click.Parameter | None,
-                ctx: click.Context | None) -> int | str:
-        if str(value) == "all":
-            return "all"
+                ctx: click.Context | None) -> Any:
+        if str(value) == self.word:
+            return self.word
         try:
-            return int(str(value))
+            number = self.kind(str(value))
         except ValueError:
-            self.fail(f"{value!r} is neither a fold number nor 'all'", param, ctx)
+            self.fail(f"{value!r} is neither {self.what} nor {self.word!r}", param, ctx)
+        low, high = self.low, self.high
+        if (low is not None and number < low) or (high is not None and number > high):
+            span = f"{'-inf' if low is None else f'{low:g}'}…" \
+                   f"{'inf' if high is None else f'{high:g}'}"
+            self.fail(f"{number:g} is out of range {span}", param, ctx)
+        return number
 
 
-class BlurParam(click.ParamType):
-    """A σ in pixels (0 or more), or `auto`."""
+def _shown(default: Any) -> str:
+    """A default as the help shows it: 1e-3 as 0.001, 10.0 as 10, False as off."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return f"{default:g}" if isinstance(default, float) else str(default)
 
-    name = "SIGMA|auto"
 
-    def convert(self, value: object, param: click.Parameter | None,
-                ctx: click.Context | None) -> float | str:
-        if str(value) == "auto":
-            return "auto"
-        try:
-            sigma = float(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is neither a σ in pixels nor 'auto'", param, ctx)
-        if not 0 <= sigma <= 20:
-            self.fail(f"{sigma:g}: give a σ of 0 to 20 pixels", param, ctx)
-        return sigma
+def _option(name: str, kind: type, meta: Mapping[str, Any], help: str) -> click.Option:
+    """The click option of a field of type `kind` with `meta` (`option(...)`'s): a flag for a
+    bool, else its type, choices or range; None when not given."""
+    flag = "--" + name.replace("_", "-")
+    if kind is bool:
+        return click.Option([flag, name], is_flag=True, default=None, help=help)
+    metavar = meta.get("metavar")
+    low, high = meta.get("low"), meta.get("high")
+    if meta.get("word"):
+        ptype: Any = NumberOr(kind, meta["word"], meta["what"], low, high)
+        metavar = f"{metavar}|{meta['word']}"
+    elif meta.get("choices") is not None:
+        found = meta["choices"]
+        ptype = LazyChoice(found) if callable(found) else click.Choice(found)
+    elif kind in (int, float) and (low, high) != (None, None):
+        ptype = (click.IntRange if kind is int else click.FloatRange)(
+            low, high, min_open=bool(meta.get("open_low")))
+    else:
+        ptype = kind
+    return click.Option([flag, name], type=ptype, help=help, metavar=metavar)
+
+
+def _run_option(field: dataclasses.Field) -> click.Option:
+    """The click option of a `TrainOptions` field; its default (if any) in brackets."""
+    shown = "" if field.default is None else f" [{_shown(field.default)}]"
+    return _option(field.name, field_type(TrainOptions, field.name), field.metadata,
+                   f"{field.metadata['help']}{shown}.")
+
+
+def _model_option(name: str, takers: Sequence[tuple[str, type, dataclasses.Field]]
+                  ) -> click.Option:
+    """One click option for the field `name` of each model in `takers` (model, options class,
+    field): the help names the models (grouped by help and default), the choices are all of
+    theirs; a ValueError where their types or ranges differ (a bug in a model's options)."""
+    def typed(cls: type, field: dataclasses.Field) -> tuple:
+        meta = field.metadata
+        return (field_type(cls, field.name), meta.get("low"), meta.get("high"),
+                bool(meta.get("open_low")), meta.get("word"))
+
+    first = typed(*takers[0][1:])
+    if any(typed(cls, field) != first for _, cls, field in takers):
+        raise ValueError(f"option {name} differs in type or range between models "
+                         f"{', '.join(model for model, *_ in takers)}")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for model, _, field in takers:
+        groups.setdefault((field.metadata["help"], _shown(field.default)), []).append(model)
+    help = "; ".join(f"{', '.join(models)}: {text} [{default}]"
+                     for (text, default), models in groups.items())
+    metas = [field.metadata for *_, field in takers]
+    meta = dict(metas[0])
+    if len(metas) > 1 and any(m.get("choices") is not None for m in metas):
+        meta["choices"] = lambda: list(dict.fromkeys(c for m in metas for c in choices_of(m) or ()))
+    return _option(name, first[0], meta, help + ".")
+
+
+def _generated(models: Sequence[str]) -> list[click.Option]:
+    """The options of a run, then those of `models`: one option per field name."""
+    takers: dict[str, list[tuple[str, type, dataclasses.Field]]] = {}
+    for model in models:
+        cls = options_class(model)
+        for field in dataclasses.fields(cls):
+            takers.setdefault(field.name, []).append((model, cls, field))
+    return [*(_run_option(field) for field in dataclasses.fields(TrainOptions)),
+            *(_model_option(name, found) for name, found in takers.items())]
 
 
 class Command(OneLineErrors, click.Command):
-    """fer-train's command: user mistakes are one `Error:` line and exit 1, as in fer-prep."""
+    """fer-train's command: its own options (`invocation`), then the run's and the registered
+    models', generated again whenever the registry has changed since they were last asked for;
+    user mistakes are one `Error:` line and exit 1, as in fer-prep."""
+
+    @property
+    def params(self) -> list[click.Parameter]:
+        """One list while the registry stays as it is: click adds its help option to it and
+        takes it off again."""
+        models = tuple((name, MODELS.get(name)) for name in MODELS.names())
+        if models != self._models:
+            params = [*self.invocation, *_generated([name for name, _ in models])]
+            names = [p.name for p in params]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:  # a bug in a model's options
+                raise ValueError(f"a model's option is already an option of fer-train: "
+                                 f"{', '.join(map(str, twice))}")
+            self._models, self._params = models, params
+        return self._params
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self.invocation, self._models = value, None
 
 
 @click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]},
@@ -75,116 +168,21 @@ class Command(OneLineErrors, click.Command):
 @click.option("--root", type=click.Path(path_type=Path),
               help="With --preset: the dataset's root, prepared first as the recipe says "
                    "(its stages: align, folds, masks; cached, so a second run only trains).")
-@click.option("--dataset", help="Dataset whose WORK/<dataset>/ to train on.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("fer-work"),
               show_default=True, help="Work folder of fer-prep.")
-@click.option("--model", type=click.Choice(list_models()), help="Model to train.")
-@click.option("--fold", type=FoldParam(),
-              help="The fold to train and test, or all of them in turn [all].")
-@click.option("--epochs", type=click.IntRange(1), help="Epochs [model's default: 30].")
-@click.option("--batch-size", type=click.IntRange(1), help="Batch size [32] (clips, for fan).")
-@click.option("--lr", type=click.FloatRange(0, min_open=True),
-              help="AdamW learning rate [1e-3; fmpn 1e-4], cosine-annealed over the epochs.")
-@click.option("--size", type=click.IntRange(16, 1024), help="Input side in pixels [224].")
-@click.option("--seed", type=int, help="Seed of everything [0].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="auto: CUDA when present, else CPU.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto",
               show_default=True,
               help="auto: bf16 autocast (channels_last) on CUDA and on CPUs with native bf16 "
                    "(AVX-512 BF16 or AMX: 2–3× faster), float32 elsewhere.")
-@click.option("--pretrained", metavar="PATH|imagenet",
-              help="Backbone weights: a local file, or torchvision's ImageNet weights if already "
-                   "in its local cache. Never downloaded.")
 @click.option("--resume", is_flag=True, help="Continue each fold from its last.pt.")
 @click.option("--workers", type=click.IntRange(0), help="Loader workers [min(4, cores)].")
 @click.option("--cache-gb", type=click.FloatRange(0), default=4.0, show_default=True,
               help="Decode the chips once into memory when they fit in this much.")
-@click.option("--backbone", type=click.Choice([*BACKBONE_NAMES, "seresnet50"]),
-              help="Trunk [resnet18; mafer: seresnet50, timm's in VGGFace2's layout].")
-@click.option("--at-type", type=click.Choice(AT_TYPES),
-              help="fan: self attention, or self + relation attention [relation].")
-@click.option("--stage", type=click.IntRange(1, 2),
-              help="fmpn: 1 = the mask generator alone, 2 = joint [2].")
-@click.option("--lambda-mask", type=click.FloatRange(0), help="fmpn: weight of the mask MSE [0.1].")
-@click.option("--landmark-weight", type=click.FloatRange(0),
-              help="landmark-aux: weight of the landmark L1 [10].")
-@click.option("--beta", type=click.FloatRange(0, 1),
-              help="manet, dfr --base manet: weight of the local branch's scores and loss "
-                   "against the global branch's [0.6].")
-@click.option("--grid", type=click.IntRange(1),
-              help="manet, dfr --base manet: patches per side of the local branch (P = grid²) "
-                   "[2].")
-@click.option("--branches", type=click.IntRange(1),
-              help="esr, dfr: convolutional branches in the ensemble [9].")
-@click.option("--grow", is_flag=True, default=None,
-              help="esr, dfr: ESR's training branch by branch: --branches 1 trains run "
-                   "<model>-1; --branches N adds branch N to run <model>-(N-1)'s ensemble of "
-                   "the same fold (run <model>-N), the base and the trained branches at "
-                   "--grow-lr-scale of the learning rate [off: all branches in one run].")
-@click.option("--grow-lr-scale", type=click.FloatRange(0),
-              help="esr, dfr --grow: learning-rate factor of the shared base and the branches "
-                   "already trained [0.1].")
-@click.option("--ensemble", type=click.Choice(["vote", "mean"]),
-              help="esr, dfr: the ensemble's decision: the branches' majority vote (ESR's) or "
-                   "the mean of their softmaxes [vote].")
-@click.option("--base", type=click.Choice(["esr", "manet"]),
-              help="dfr: the model the diversity loss trains [esr].")
-@click.option("--diversity-weight", type=click.FloatRange(0),
-              help="dfr: weight of the diversity loss [1].")
-@click.option("--gamma", type=click.FloatRange(0, min_open=True),
-              help="dfr: γ of the similarity kernel exp(−γ‖a−b‖²) [10].")
-@click.option("--stem", type=click.Choice(["imagenet", "small"]),
-              help="resnet18: the trunk's stem; small = a 3×3 stride-1 conv, no max-pool, for "
-                   "48-px faces [imagenet].")
-@click.option("--width", type=click.FloatRange(0, 4, min_open=True),
-              help="resnet18: the trunk's channels × W (0.5: a quarter of the compute, for "
-                   "FER2013 on a CPU) [1].")
-@click.option("--standardize", is_flag=True, default=None,
-              help="resnet18: each face to zero mean and unit variance first (lighting, skin "
-                   "tone) [off].")
-@click.option("--expression", is_flag=True, default=None,
-              help="resnet18: also classify each face's MediaPipe blendshape scores and head "
-                   "pose (align with the mediapipe backend) beside the image [off].")
-@click.option("--step", type=click.IntRange(1, 2),
-              help="mafer: 1 = the base on faces at random resolutions (expression labels here, "
-                   "VGGFace2 identities in the seed), 2 = expressions from step 1's base [2].")
-@click.option("--lr-ft-ratio", type=click.FloatRange(0, min_open=True),
-              help="mafer: the base's learning rate as a fraction of --lr [0.01].")
-@click.option("--downsample-prob", type=click.FloatRange(0, 1),
-              help="mafer step 1: chance a face is degraded, at the start (curriculum) or "
-                   "throughout [0.1].")
-@click.option("--curriculum-images", type=click.IntRange(0),
-              help="mafer step 1: images per +0.1 of that chance; 0 = fixed [35000].")
-@click.option("--feature-weight", type=click.FloatRange(0),
-              help="mafer step 1: weight of the feature MSE to the frozen starting base; 0 = no "
-                   "teacher [0.1].")
-@click.option("--test-resolution", type=click.IntRange(0),
-              help="mafer: test every face downscaled to N px and back; 0 = as it is [0].")
-@click.option("--protocol", type=click.Choice(PROTOCOLS.names()),
-              help="How the dataset's papers train and report [the dataset's: fer2013, ferplus, "
-                   "rafdb, affectnet, afew; kfold otherwise].")
-@click.option("--select", type=click.Choice(SELECT),
-              help="The epoch reported: auto (the validation split where the protocol has one, "
-                   "else the last), last, validation, or test (chosen on the test part, as "
-                   "several seeds do: labelled so) [auto].")
-@click.option("--loss", type=click.Choice(["majority", "soft"]),
-              help="ferplus: cross-entropy on the label, or on the vote distribution (soft "
-                   "labels) [majority].")
-@click.option("--rotate", type=click.FloatRange(0, 45), metavar="DEG",
-              help="Training augmentation: also turn each face by up to ±DEG degrees (beside "
-                   "the crop and the mirror) [0].")
-@click.option("--test-blur", type=BlurParam(),
-              help="Blur every face tested (validation and test) by a Gaussian of σ px; auto: "
-                   "the σ that makes the validation faces as sharp as the training faces, 0 "
-                   "where they are not sharper (a copy whose training faces are blurred: the "
-                   "shared Kaggle FER2013) [0].")
-@click.option("--balanced", is_flag=True, default=None,
-              help="Class-balanced training epochs (AffectNet's imbalanced training set).")
 @click.option("--quiet", is_flag=True, help="No progress bars (epoch lines only).")
 def main(preset: str | None, root: Path | None, work: Path, device: str, precision: str,
-         workers: int | None,
-         cache_gb: float, resume: bool, quiet: bool, **given: Any) -> None:
+         workers: int | None, cache_gb: float, resume: bool, quiet: bool, **given: Any) -> None:
     """Train a FER model on fer-prep's faces, folds (and masks), fold by fold.
 
     Reads WORK/<dataset>/align/ and folds/ (and masks/ for fmpn), never the dataset folders
@@ -199,7 +197,7 @@ def main(preset: str | None, root: Path | None, work: Path, device: str, precisi
     given = {k: v for k, v in given.items() if v is not None}
     runs = [given]
     if preset is not None:
-        from fer_models.presets import train_options, train_runs
+        from fer_models.presets import train_runs
 
         dataset, recipe_runs = train_runs(preset)
         runs = []
@@ -230,3 +228,25 @@ def main(preset: str | None, root: Path | None, work: Path, device: str, precisi
         click.echo(accuracy_table(metrics))
         folder = work / dataset / "train" / metrics["run"]
         click.echo(f"metrics: {folder / 'metrics.json'}, table: {folder / 'results.md'}")
+
+
+#: the options of the machine and of this invocation, not of the recipe
+NOT_IN_PRESETS = tuple(p.name for p in main.invocation)
+
+
+def train_options(values: dict[str, Any], label: str) -> dict[str, Any]:
+    """A recipe run's values, each checked and converted as its fer-train option would be;
+    OptionError naming `label` for a key that is not an option a recipe can set."""
+    params = {p.name: p for p in main.params}
+    ctx = click.Context(main)
+    out = {}
+    for key, value in values.items():
+        param = params.get(key)
+        if param is None or key in NOT_IN_PRESETS:
+            raise OptionError(f"{label}: [train] {key} is not a fer-train option a recipe can "
+                              "set")
+        try:
+            out[key] = param.type_cast_value(ctx, value)
+        except click.BadParameter as exc:
+            raise OptionError(f"{label}: [train] {key}: {exc.message}") from None
+    return out

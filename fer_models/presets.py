@@ -32,28 +32,6 @@ def train_runs(preset: str | Path) -> tuple[str, list[dict[str, Any]]]:
     return recipe.dataset, recipe.train_runs()
 
 
-def train_options(values: dict[str, Any], label: str) -> dict[str, Any]:
-    """A recipe run's values, each checked and converted as its fer-train option would be;
-    OptionError naming `label` for a key that is not an option a recipe can set."""
-    import click
-
-    from fer_models.cli import NOT_IN_PRESETS, main
-
-    params = {p.name: p for p in main.params}
-    ctx = click.Context(main)
-    out = {}
-    for key, value in values.items():
-        param = params.get(key)
-        if param is None or key in NOT_IN_PRESETS:
-            raise OptionError(f"{label}: [train] {key} is not a fer-train option a recipe can "
-                              "set")
-        try:
-            out[key] = param.type_cast_value(ctx, value)
-        except click.BadParameter as exc:
-            raise OptionError(f"{label}: [train] {key}: {exc.message}") from None
-    return out
-
-
 def prepare(preset: str | Path, root: str | Path, work: str | Path,
             echo: Callable[[str], None] = print, progress: Callable | None = None) -> None:
     """Bring the recipe's stages (align, folds, and masks where it has them) up to date from

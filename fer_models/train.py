@@ -46,6 +46,7 @@ from fer_models.models import create_model, model_class
 from fer_models.models.backbone import load_pretrained
 from fer_models.models.base import Batch, FERModel
 from fer_models.protocols import (
+    LOSSES,
     PROTOCOLS,
     SELECT,
     clip_confusion,
@@ -61,7 +62,6 @@ LAST, BEST, METRICS, CONFUSION = "last.pt", "best.pt", "metrics.json", "confusio
 WEIGHT_DECAY = 1e-4
 #: options set by the loop itself, not by the user
 DERIVED = ("num_classes", "mask_size")
-LOSSES = ("majority", "soft")
 RESULTS = "results.md"
 
 

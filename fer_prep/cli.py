@@ -494,7 +494,7 @@ run_.params += _work_options()
 def status(work: Path, dataset: str | None) -> None:
     """Each dataset's stages in a work folder: rows by status, complete / partial / stale, the
     parameters that differ from the defaults, and the command to run next."""
-    from fer_prep.status import format_status, work_status
+    from fer_prep.reports.status import format_status, work_status
 
     click.echo(format_status(work_status(work, dataset)), nl=False)
 
@@ -511,7 +511,7 @@ def report(work: Path, dataset: str | None, out: Path | None, screenshot: Path |
     """One self-contained HTML page to check a work folder by eye: stages, failures, faces per
     class, sources with landmarks, the worst alignments, clips over time, masks, folds and
     training runs."""
-    from fer_prep import report as reporting
+    from fer_prep.reports import report as reporting
 
     page = reporting.build_report(work, dataset, out)
     click.echo(f"report: {page}")

@@ -166,7 +166,8 @@ def run_recipe(recipe: str | Path, root: str | Path | None, work: str | Path = "
         if step in STAGE_STEPS:
             command, kwargs = _stage_call(rec, rec.dataset, step, root, work)
             resolve(rec.dataset, command, work, **kwargs)
-    runs = _train_plan(rec) if TRAIN in steps else []  # a mistake in them before hours of align
+    # a mistake in the training runs, or no training package, before hours of align
+    runs = train_step().plan(rec.name, rec.train_runs()) if TRAIN in steps else []
     result = RecipeResult(rec, list(steps))
     dataset = rec.dataset  # WORK/<name>/: a class-folder tree read with `name` is renamed
     for step in steps:
@@ -179,8 +180,8 @@ def run_recipe(recipe: str | Path, root: str | Path | None, work: str | Path = "
         elif step == EXPORT:
             result.outputs[step] = _export(rec, dataset, work, force, echo)
         else:
-            result.outputs[step] = _train(rec, dataset, runs, work, device, force,
-                                          progress is not None, echo)
+            result.outputs[step] = train_step().run(dataset, runs, work, device, force,
+                                                    progress is not None, echo)
     return result
 
 
@@ -231,40 +232,23 @@ def _export(rec: Recipe, dataset: str, work: Path, force: bool, echo: Callable[[
     return out
 
 
-def _train_plan(rec: Recipe) -> list[dict[str, Any]]:
-    """Every [train] run's options, checked as fer-train checks its command line."""
-    from fer_models.presets import train_options
+def train_step() -> Any:
+    """What runs a recipe's [train] step: the module registered under the entry point
+    `fer_prep.steps: train` (fer_models' `train_step`, in this distribution), with
+    `plan(recipe, runs)` and `run(dataset, runs, work, …)`. fer_prep never imports fer_models:
+    training sits above data preparation. OptionError saying what to install when it is not
+    there (fer-prep without its training extra)."""
+    from importlib.metadata import entry_points
 
-    runs = [train_options(values, f"recipe {rec.name}") for values in rec.train_runs()]
-    if not runs:
-        raise OptionError(f"recipe {rec.name}: [train] holds no run")
-    for number, options in enumerate(runs, 1):
-        if "model" not in options:
-            raise OptionError(f"recipe {rec.name}: [train] run {number} names no model")
-    return runs
-
-
-def _train(rec: Recipe, dataset: str, runs: list[dict[str, Any]], work: Path, device: str,
-           force: bool, progress: bool, echo: Callable[[str], None]) -> Path:
-    """Every run in order: a fold already trained with these settings on these inputs is kept,
-    any other trained afresh (`force`: every fold); the last run's metrics.json."""
+    install = "pip install 'fer-prep[train]'"
+    found = entry_points(group="fer_prep.steps", name=TRAIN)
+    if not found:
+        raise OptionError(f"the train step needs fer-prep's training package: {install}")
     try:
-        from fer_models.report import accuracy_table
-        from fer_models.train import KEEP, train
+        return next(iter(found)).load()
     except ImportError as exc:
         raise OptionError(f"the train step needs fer-prep's training extra ({exc.name} is not "
-                          "installed): pip install 'fer-prep[train]'") from None
-    path = work
-    for number, run in enumerate(runs, 1):
-        options = dict(run)
-        model = options.pop("model")
-        echo(f"train run {number}/{len(runs)}: {model} "
-             + " ".join(f"{k}={v}" for k, v in sorted(options.items())))
-        metrics = train(dataset, work, model, device=device, resume=False if force else KEEP,
-                        progress=progress, echo=echo, **options)
-        echo(accuracy_table(metrics))
-        path = work / dataset / TRAIN / metrics["run"] / "metrics.json"
-    return path
+                          f"installed): {install}") from None
 
 
 def describe(name: str) -> str:

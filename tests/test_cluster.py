@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from fer_prep.cli import main
 from fer_prep.errors import OptionError, WorkError
 from fer_prep.runner import PARTS, run
-from fer_prep.cluster import resolve_cluster
+from fer_prep.runner.cluster import resolve_cluster
 
 distributed = pytest.importorskip("distributed")
 
@@ -134,14 +134,14 @@ def test_a_scheduler_from_the_environment_and_one_that_does_not_answer(
         ck_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FER_PREP_SCHEDULER", "tcp://127.0.0.1:9")
     assert str(resolve_cluster()) == "tcp://127.0.0.1:9"
-    monkeypatch.setattr("fer_prep.cluster.CONNECT_TIMEOUT", 2)
+    monkeypatch.setattr("fer_prep.runner.cluster.CONNECT_TIMEOUT", 2)
     with pytest.raises(WorkError, match="no Dask scheduler answers there"):
         run("ckplus", "align", tmp_path, root=ck_sample)
 
 
 def test_a_cluster_without_workers_or_with_threaded_ones_is_one_line(
         ck_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fer_prep.cluster.WORKER_WAIT", 1)
+    monkeypatch.setattr("fer_prep.runner.cluster.WORKER_WAIT", 1)
     quiet = {"host": "127.0.0.1", "dashboard_address": None, "silence_logs": 50}
     with distributed.LocalCluster(n_workers=0, **quiet) as empty, \
             pytest.raises(WorkError, match="no worker joined the cluster in 1 s"):

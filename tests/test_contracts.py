@@ -30,9 +30,9 @@ from fer_prep.images import read_image
 from fer_prep.labels import CANONICAL
 from fer_prep.manifest import read_manifest, schema
 from fer_prep.params import list_presets
+from fer_prep.reports.status import COMPLETE, DAMAGED, work_status
 from fer_prep.runner import run
 from fer_prep.stages import get_stage, list_stages, stages_for
-from fer_prep.status import COMPLETE, DAMAGED, work_status
 
 #: the order a dataset's stages run in (an upstream stage before what reads it)
 ORDER = ("video2frame", "align", "align-video", "folds", "masks")

@@ -105,7 +105,7 @@ def test_cli_takes_a_blur_or_auto_and_nothing_else() -> None:
 
 def test_the_report_warns_that_the_training_faces_are_blurred(kaggle_work: Path) -> None:
     from fer_prep.manifest import read_manifest
-    from fer_prep.report import _sharpness_section
+    from fer_prep.reports.report import _sharpness_section
 
     folder = kaggle_work / "fer2013/align"
     faces = read_manifest(folder)

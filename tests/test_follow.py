@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_prep.execute import _batches
 from fer_prep.runner import run
+from fer_prep.runner.execute import _batches
 from fer_prep.stages.align import Align, frame_runs, with_sequence_fingerprints
 
 #: four real sequences (57 frames) holding the frames where the two ways differ most (S052_001's

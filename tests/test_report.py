@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from fer_prep.cli import main
-from fer_prep.report import browser, build_report, headless
+from fer_prep.reports.report import browser, build_report, headless
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from conftest import kill_after_parts
 
 from fer_prep.cli import main
+from fer_prep.reports.status import COMPLETE, MISSING, PARTIAL, STALE, work_status
 from fer_prep.runner import run
-from fer_prep.status import COMPLETE, MISSING, PARTIAL, STALE, work_status
 
 
 def _cli(*args: str) -> str:
@@ -140,7 +140,7 @@ def test_a_damaged_record_and_a_deleted_input_are_never_complete(ck_sample: Path
     """status-1b, status-1d: masks over a deleted folds/ are stale, naming it, and next: makes
     the folds; a stage.json that is not JSON is `damaged`, naming the file, and its command
     (next:) makes the stage again."""
-    from fer_prep.status import DAMAGED
+    from fer_prep.reports.status import DAMAGED
 
     work = tmp_path / "work"
     run("ckplus", "align", work, root=ck_sample, jobs=1)
@@ -195,8 +195,8 @@ def test_a_truncated_manifest_is_damaged_refused_downstream_and_redone(ck_masks:
     it), in the report, and one Error: line for every command that reads it; the folds command
     redoes it (it was 'unchanged, skipped'), to the same bytes."""
     from fer_models.cli import main as train_main
-    from fer_prep.report import build_report
-    from fer_prep.status import DAMAGED
+    from fer_prep.reports.report import build_report
+    from fer_prep.reports.status import DAMAGED
 
     work = ck_masks
     manifest = work / "ckplus/folds/manifest.parquet"

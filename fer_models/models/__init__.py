@@ -12,14 +12,16 @@
 | `mafer` | step 1 on faces at random resolutions, step 2 expressions | MAFER |
 
 Each class holds its defaults (`defaults`: size, lr, epochs, batch size); keyword arguments of
-None are dropped, so a CLI option left unset never overrides a model's own default. Entries are
-"module:Class" strings, imported when a model is made: listing them (`fer-train --help`) imports
-no torch.
+None are dropped, so a CLI option left unset never overrides a model's own default. An entry
+names the model's class and its options dataclass (`fer_models.models.options`), each a
+"module:Class" string imported when needed: `fer-train --help` reads the options without torch,
+and a model registered anywhere (a plugin, a test) has its options on fer-train's command line.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fer_prep.registry import Registry
@@ -27,15 +29,32 @@ from fer_prep.registry import Registry
 if TYPE_CHECKING:
     from fer_models.models.base import FERModel
 
-MODELS: Registry[str] = Registry("model")
-MODELS.add("resnet18", "fer_models.models.resnet:ResNetClassifier")
-MODELS.add("fan", "fer_models.models.fan:FrameAttentionNetwork")
-MODELS.add("fmpn", "fer_models.models.fmpn:FMPN")
-MODELS.add("landmark-aux", "fer_models.models.landmark_aux:LandmarkAux")
-MODELS.add("esr", "fer_models.models.esr:ESR")
-MODELS.add("manet", "fer_models.models.manet:MANet")
-MODELS.add("dfr", "fer_models.models.dfr:DFR")
-MODELS.add("mafer", "fer_models.models.mafer:MAFER")
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its class and its options dataclass, each "module:Class"."""
+
+    model: str
+    options: str
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+MODELS.add("resnet18", ModelEntry("fer_models.models.resnet:ResNetClassifier",
+                                  "fer_models.models.options:ResNetOptions"))
+MODELS.add("fan", ModelEntry("fer_models.models.fan:FrameAttentionNetwork",
+                             "fer_models.models.options:FANOptions"))
+MODELS.add("fmpn", ModelEntry("fer_models.models.fmpn:FMPN",
+                              "fer_models.models.options:FMPNOptions"))
+MODELS.add("landmark-aux", ModelEntry("fer_models.models.landmark_aux:LandmarkAux",
+                                      "fer_models.models.options:LandmarkAuxOptions"))
+MODELS.add("esr", ModelEntry("fer_models.models.esr:ESR",
+                             "fer_models.models.options:ESROptions"))
+MODELS.add("manet", ModelEntry("fer_models.models.manet:MANet",
+                               "fer_models.models.options:MANetOptions"))
+MODELS.add("dfr", ModelEntry("fer_models.models.dfr:DFR",
+                             "fer_models.models.options:DFROptions"))
+MODELS.add("mafer", ModelEntry("fer_models.models.mafer:MAFER",
+                               "fer_models.models.options:MAFEROptions"))
 
 #: the torchvision trunks every model can take (`backbone=`), and fan's attention types
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50")
@@ -46,10 +65,21 @@ def list_models() -> list[str]:
     return MODELS.names()
 
 
+def _load(path: str) -> Any:
+    """The object a "module:Class" string names, its module imported now."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def model_class(name: str) -> type[FERModel]:
     """The class registered as `name`, imported now; UnknownName listing the valid names."""
-    module, cls = MODELS.get(name).split(":")
-    return getattr(importlib.import_module(module), cls)
+    return _load(MODELS.get(name).model)
+
+
+def options_class(name: str) -> type:
+    """The options dataclass of the model registered as `name` (no torch imported for the
+    built-in ones); UnknownName listing the valid names."""
+    return _load(MODELS.get(name).options)
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> FERModel:

@@ -17,6 +17,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from fer_models.models import BACKBONE_NAMES
+from fer_models.models.options import STEMS
 from fer_prep.registry import Registry
 
 #: name → constructor of a torchvision classifier whose `fc` is replaced by the identity
@@ -25,9 +26,6 @@ for _name in BACKBONE_NAMES:
     BACKBONES.add(_name, getattr(tvm, _name))
 
 IMAGENET = "imagenet"  # --pretrained value: torchvision's weights from its local cache
-
-
-STEMS = ("imagenet", "small")
 
 
 def create_backbone(name: str, stem: str = "imagenet", width: float = 1.0

@@ -38,8 +38,8 @@ from fer_models.inputs import InputError
 from fer_models.models.base import Batch, FERModel
 from fer_models.models.esr import BRANCHES, ESR
 from fer_models.models.manet import MANet
+from fer_models.models.options import BASES
 
-BASES = ("esr", "manet")
 #: the options only one base takes, with their defaults (a DFR of the other base: an error)
 ESR_OPTIONS = {"branches": BRANCHES, "grow": False, "grow_lr_scale": 0.1, "ensemble": "vote"}
 MANET_OPTIONS = {"backbone": "resnet18", "beta": 0.6, "grid": 2}

@@ -43,12 +43,12 @@ from torch import nn
 
 from fer_models.inputs import InputError
 from fer_models.models.base import Batch, FERModel
+from fer_models.models.options import ENSEMBLES
 
 BRANCHES = 9  # ESR-9
 GROW_EPOCHS = 20  # ESR's epochs for each branch after the first (main_affectnet_discrete.py)
 #: the smallest face side the layers take: 54 px leave the last branch conv a 1×1 map
 MIN_SIZE = 54
-ENSEMBLES = ("vote", "mean")
 #: (in, out, kernel, padding, max-pool after) of each conv block, ESR's
 BASE = ((3, 64, 5, 0, False), (64, 128, 3, 0, True), (128, 128, 3, 0, False),
         (128, 128, 3, 0, True))

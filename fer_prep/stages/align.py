@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from fer_prep.faces import Face
-    from fer_prep.runner import Context
+    from fer_prep.stages.base import Context
 
     #: image → (its faces, largest first; whether they are all the faces in the image)
     Locate = Callable[[np.ndarray], tuple[list[Face], bool]]

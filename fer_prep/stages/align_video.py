@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from fer_prep.datasets import Dataset
     from fer_prep.faces import Face, FaceBackend
-    from fer_prep.runner import Context
+    from fer_prep.stages.base import Context
 
 SMOOTH_WINDOW = 5
 COLUMNS = (*FACE_COLUMNS, "split", "timestamp", "frame_path", "borrowed_from", "borrow_distance",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from fer_prep.datasets import Dataset
-    from fer_prep.runner import Context
+    from fer_prep.stages.base import Context
 
 #: the folds manifest, in order (see manifests/folds.schema.csv)
 COLUMNS = (

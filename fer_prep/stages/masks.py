@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from fer_prep.runner import Context
+    from fer_prep.stages.base import Context
 
 DIFFS = "diffs"
 PANEL = "panel.png"

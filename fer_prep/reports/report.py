@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from fer_prep.cache import RECORD, read_record, write_text_atomic
 from fer_prep.errors import InputError
-from fer_prep.status import DAMAGED, DatasetStatus, work_status
+from fer_prep.reports.status import DAMAGED, DatasetStatus, work_status
 
 if TYPE_CHECKING:
     import numpy as np

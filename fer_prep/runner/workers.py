@@ -1,5 +1,5 @@
 """The worker processes a stage's map runs on: local ones (joblib's loky processes, `--jobs`) or
-a Dask cluster's (`fer_prep.cluster`), behind one `map`. Loky keeps its processes, and their
+a Dask cluster's (`fer_prep.runner.cluster`), behind one `map`. Loky keeps its processes, and their
 models, between the batches of a run and between the runs of one Python process."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from joblib import Parallel, cpu_count, delayed
 
-from fer_prep.cluster import Cluster
+from fer_prep.runner.cluster import Cluster
 
 if TYPE_CHECKING:
     from fer_prep.stages import Job
@@ -66,7 +66,7 @@ class Workers:
         """The cluster's client, connected on first use (a run with nothing to map never
         starts a cluster); None for local workers."""
         if self.cluster is not None and self.client is None:
-            from fer_prep.cluster import connect
+            from fer_prep.runner.cluster import connect
 
             self.client = self._stack.enter_context(connect(self.cluster))
         return self.client
@@ -78,7 +78,7 @@ class Workers:
     def size(self) -> int:
         """How many batches run at once."""
         if self._connected() is not None:
-            from fer_prep.cluster import workers
+            from fer_prep.runner.cluster import workers
 
             return workers(self.client)
         return self.jobs
@@ -86,7 +86,7 @@ class Workers:
     def map(self, fn: Callable, calls: Iterable[tuple], n: int) -> Iterator[Any]:
         """`fn(*args)` for every call, on at most `n` workers, as each finishes."""
         if self._connected() is not None:
-            from fer_prep.cluster import map_unordered
+            from fer_prep.runner.cluster import map_unordered
 
             return map_unordered(self.client, fn, calls)
         run = Parallel(n_jobs=min(n, self.jobs), return_as="generator_unordered")

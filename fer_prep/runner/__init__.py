@@ -9,12 +9,15 @@ The up-to-date rule, in two steps so that a finished stage costs almost nothing 
    whole (`cache.check_whole`: its size, and its hash where its mtime changed). Then nothing
    runs; a `stale` flag, set when an upstream stage changed, is cleared, since the input is what
    this run used.
-2. Content (`fer_prep.execute`): otherwise the items are fingerprinted by content (a file's hash,
-   re-used while its size, mtime and inode are unchanged) and by their path relative to the
-   dataset root, so a moved dataset or a copied work folder recomputes nothing; only items whose
-   fingerprint is new are mapped, in worker processes, and the reduce runs when anything changed.
+2. Content (`fer_prep.runner.execute`): otherwise the items are fingerprinted by content (a
+   file's hash, re-used while its size, mtime and inode are unchanged) and by their path
+   relative to the dataset root, so a moved dataset or a copied work folder recomputes nothing;
+   only items whose fingerprint is new are mapped, in worker processes, and the reduce runs when
+   anything changed.
 
-A run holds the stage folder's lock; every item of a killed run that finished is kept.
+A run holds the stage folder's lock; every item of a killed run that finished is kept. The
+package holds the runner's parts: `execute` (the content step), `workers` (processes), `cluster`
+(Dask), `result` (what a run gives back); what a stage sees is `fer_prep.stages.base.Context`.
 """
 
 from __future__ import annotations
@@ -24,21 +27,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fer_prep.cache import (
     check_whole,
     digest,
     model_hashes,
     read_record,
-    ready_record,
     stage_fingerprint,
     stage_lock,
-    stat_key,
     write_record,
     write_text_atomic,
     write_whole,
@@ -46,152 +44,13 @@ from fer_prep.cache import (
 from fer_prep.datasets import ALIAS, Dataset, check_root, get_dataset
 from fer_prep.errors import InputError, OptionError, WorkError
 from fer_prep.params import check_fields
-from fer_prep.stages import STAGES, Stage, get_stage, stages_for
+from fer_prep.runner.result import PARTS, Progress, StageResult, result
+from fer_prep.stages import Stage, get_stage, stages_for
+from fer_prep.stages.base import Context
 
-if TYPE_CHECKING:
-    import pandas as pd
-
+__all__ = ["PARTS", "Context", "StageResult", "resolve", "run", "split_options", "stage_folder"]
 log = logging.getLogger("fer_prep")
 
-PARQUET, CSV = "manifest.parquet", "manifest.csv"
-SOURCES = "sources.json"  # content hashes of the source files, by relative path
-ROWS = "rows.parquet"  # the mapped rows of a stage with a reduce (the manifest is the reduce's)
-PARTS = ".parts"  # results saved per batch while a run goes
-PART = ".arrow"  # one batch's rows in PARTS (Arrow IPC)
-#: progress callback: (what, done, total)
-Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class StageResult:
-    """What a run did: its folder, the counts by status, what it computed and reused."""
-
-    folder: Path
-    counts: dict[str, int]
-    computed: int
-    reused: int
-    skipped: bool
-    seconds: float
-    shows: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    mapped: bool = True  # False for a stage without a map (its reduce writes everything)
-
-    @cached_property
-    def manifest(self) -> pd.DataFrame:
-        """The stage's manifest (read on first use)."""
-        from fer_prep.manifest import read_manifest
-
-        return read_manifest(self.folder)
-
-    @property
-    def record(self) -> dict[str, Any]:
-        return read_record(self.folder) or {}
-
-    def summary(self) -> str:
-        by_status = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()))
-        verb = ("unchanged, skipped" if self.skipped else
-                f"{self.computed} computed, {self.reused} reused" if self.mapped else "written")
-        lines = [f"{self.folder.parent.name} {self.folder.name}: {sum(self.counts.values())} rows "
-                 f"({by_status}); {verb}, {self.seconds:.1f} s",
-                 f"  manifest: {self.folder / PARQUET} (+ manifest.csv)"]
-        lines += [f"  {note}" for note in self.notes]
-        lines += [f"  {what + ':':9s} {self.folder / rel}" for what, rel in self.shows.items()]
-        return "\n".join(lines)
-
-
-@dataclass
-class Context:
-    """What a stage sees of one run: the dataset object, the folders, the reader's options."""
-
-    dataset: Dataset
-    stage: Stage
-    work: Path
-    folder: Path
-    root: Path | None
-    options: Any
-    record: dict[str, Any] | None
-    sources: dict[str, list] = field(default_factory=dict)  # content hashes, for sources.json
-    #: call before a stage writes its first file (the runner does, before a map)
-    begin: Callable[[], None] = lambda: None
-    _ready: dict[str, dict[str, Any]] = field(default_factory=dict)  # upstream records checked
-
-    @cached_property
-    def raw_items(self) -> list[dict[str, Any]]:
-        """The dataset's items as the stage reads them (once per run)."""
-        assert self.root is not None, "a stage reading the dataset needs its root"
-        return self.stage.read(self)
-
-    @cached_property
-    def _root_prefixes(self) -> tuple[str, ...]:
-        root = str(self.root)
-        return tuple({os.path.join(root, ""), os.path.join(os.path.abspath(root), "")})
-
-    def relative(self, path: str) -> str:
-        """`path` relative to the dataset root (the cache key of a source file). A clean path
-        under the root is cut, not resolved: relpath costs 17 µs a file (0.6 s of a no-op
-        re-run over Kaggle's 35,887 FER2013 images)."""
-        if not path:
-            return ""
-        clean = "/./" not in path and "/../" not in path and "//" not in path
-        for prefix in self._root_prefixes if clean else ():
-            if path.startswith(prefix):
-                return path[len(prefix):]
-        return os.path.relpath(path, self.root)
-
-    def source_key(self) -> Any:
-        """The light key of the dataset's items: relative paths, sizes, mtimes, inodes."""
-        out, stats = [], {}
-        for item in self.raw_items:
-            stat: Any = None
-            path = item["source_path"]
-            if item["status"] == "ok" and not item.get("content"):
-                for file in item.get("frame_files") or [path]:  # a clip of frame files: each
-                    if file not in stats:  # items sharing one file (a CSV's rows) stat it once
-                        try:
-                            stats[file] = stat_key(file)
-                        except OSError as exc:
-                            stats[file] = exc.errno
-                stat = [stats[f] for f in item.get("frame_files") or [path]]
-            out.append([_meta(item), self.relative(path), stat])
-        return [str(self.root), out]
-
-    def upstream_folder(self, name: str) -> Path:
-        return self.work / self.dataset.name / name
-
-    def upstream_record(self, name: str) -> dict[str, Any]:
-        """The record of the complete, fresh and whole upstream stage `name` (checked once a
-        run); StageNotReady naming the command that makes it otherwise."""
-        if name not in self._ready:
-            self._ready[name] = ready_record(self.upstream_folder(name),
-                                             f"run {self.remedy(name)} first")
-        return self._ready[name]
-
-    def upstream_manifest(self, name: str) -> pd.DataFrame:
-        from fer_prep.manifest import read_manifest
-
-        self.upstream_record(name)
-        return read_manifest(self.upstream_folder(name))
-
-    def remedy(self, folder: str) -> str:
-        """The command that makes the stage folder `folder` of this dataset."""
-        for name in STAGES.names():
-            stage = STAGES.get(name)
-            if stage.folder == folder and stage.applies_to(self.dataset):
-                return (f"`fer-prep {stage.command} --dataset {self.dataset.name}`" if stage.cross
-                        else f"`fer-prep {self.dataset.name} {stage.command}`")
-        return f"the {folder} stage"
-
-    def source_items(self) -> pd.DataFrame:
-        """The dataset's items as a table, each ok item fingerprinted by content and by its
-        path relative to the root; an item whose file cannot be read becomes `unreadable`."""
-        from fer_prep.execute import fingerprint_sources
-
-        return fingerprint_sources(self)
-
-
-def _meta(item: dict[str, Any]) -> dict[str, Any]:
-    """What an item says about itself, without the paths that change when the dataset moves."""
-    return {k: v for k, v in item.items() if k not in ("source_path", "message")}
 
 
 def split_options(dataset: Dataset, stage: Stage, options: dict[str, Any]
@@ -264,10 +123,10 @@ def run(
     comes from `preset` (the `default` preset when None, for stages that have presets).
     `jobs`: worker processes (None or 0: every core). `cluster="local:N"` runs the batches on
     a Dask LocalCluster of N processes instead, `scheduler` (or $FER_PREP_SCHEDULER) on a
-    running cluster (`fer_prep.cluster`). Raises a `FerPrepError` for every mistake of the
+    running cluster (`fer_prep.runner.cluster`). Raises a `FerPrepError` for every mistake of the
     caller, naming the file or option.
     """
-    from fer_prep.cluster import resolve_cluster
+    from fer_prep.runner.cluster import resolve_cluster
 
     started = time.monotonic()
     on = resolve_cluster(cluster, scheduler)
@@ -306,18 +165,10 @@ def run(
             return result(st, folder, record, 0, 0, True, started)
         if whole and not whole.ok:
             log.warning("%s; redoing it", whole.say(folder))
-        from fer_prep.execute import execute
+        from fer_prep.runner.execute import execute
 
         return execute(ctx, params, models, fp, key, upstream, jobs=jobs, force=force,
                        progress=progress, started=started, cluster=on)
-
-
-def result(st: Stage, folder: Path, record: dict[str, Any], computed: int, reused: int,
-           skipped: bool, started: float) -> StageResult:
-    """The StageResult of a run of `st` that left `record`."""
-    return StageResult(folder, record.get("counts", {}), computed, reused, skipped,
-                       time.monotonic() - started, dict(st.shows), st.notes(record),
-                       type(st).map is not None)
 
 
 def _fast_current(record: dict[str, Any] | None, fp: str, key: str) -> bool:

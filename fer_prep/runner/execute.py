@@ -32,96 +32,23 @@ from fer_prep.cache import (
     atomic_path,
     check_whole,
     digest,
-    file_hash,
     mark_downstream_stale,
     remove_temporaries,
     stage_fingerprint,
-    stat_key,
     write_record,
     write_text_atomic,
     write_whole,
 )
-from fer_prep.cluster import Cluster
 from fer_prep.datasets import Dataset
 from fer_prep.errors import InputError
 from fer_prep.manifest import check_schema, read_table, write_manifest, write_table
-from fer_prep.runner import (
-    PARQUET,
-    PART,
-    PARTS,
-    ROWS,
-    SOURCES,
-    Context,
-    Progress,
-    StageResult,
-    _meta,
-    result,
-)
+from fer_prep.runner.cluster import Cluster
+from fer_prep.runner.result import PARQUET, PART, PARTS, ROWS, Progress, StageResult, result
+from fer_prep.runner.workers import Workers, work
 from fer_prep.stages import Job, Stage
-from fer_prep.workers import Workers, work
+from fer_prep.stages.base import SOURCES, Context
 
 log = logging.getLogger("fer_prep")
-
-
-def describe_os_error(path: str, exc: OSError) -> str:
-    """Why a source file cannot be read, in words, naming it."""
-    if os.path.islink(path) and not os.path.exists(path):
-        try:
-            target = os.readlink(path)
-        except OSError:
-            target = "?"
-        if isinstance(exc, FileNotFoundError):
-            return f"{path}: a symbolic link to {target}, which does not exist"
-    if exc.errno == 40:  # ELOOP
-        return f"{path}: a symbolic link loop"
-    if isinstance(exc, IsADirectoryError):
-        return f"{path}: a folder, not a file"
-    return f"{path}: cannot be read ({exc.strerror or exc})"
-
-
-def fingerprint_sources(ctx: Context) -> pd.DataFrame:
-    """The dataset's items, each ok one fingerprinted by its content (an item of `frame_files`:
-    theirs) and its path relative to the root (see `Context.source_items`). Content hashes are
-    re-used from the stage folder's `sources.json` while a file's size, mtime and inode are
-    unchanged."""
-    try:
-        known = json.loads((ctx.folder / SOURCES).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
-    sources: dict[str, list] = {}
-    rows = []
-    for raw in ctx.raw_items:
-        item = {**raw, "fingerprint": "", "item_path": None}
-        if item["status"] == "ok":
-            path, rel = item["source_path"], ctx.relative(raw["source_path"])
-            try:
-                content = raw.get("content") or (
-                    digest([_content(f, ctx.relative(f), known, sources)  # frames as files
-                            for f in raw["frame_files"]]) if raw.get("frame_files")
-                    else _content(path, rel, known, sources))
-            except OSError as exc:
-                item.update(status="unreadable", message=describe_os_error(path, exc))
-            else:
-                item.update(fingerprint=digest([content, rel, _meta(raw)]),
-                            item_path=ctx.dataset.item_path(raw))
-        rows.append(item)
-    ctx.sources = sources
-    table = pd.DataFrame(rows)
-    for col in ctx.dataset.integers:
-        if col in table:
-            table[col] = table[col].astype("Int64")
-    return table
-
-
-def _content(path: str, rel: str, known: dict[str, list], sources: dict[str, list]) -> str:
-    """A source file's content hash: from this run (files several items share), from the last
-    run while its size, mtime and inode are unchanged, else read now."""
-    if rel in sources:
-        return sources[rel][3]
-    stat = stat_key(path)
-    old = known.get(rel)
-    sources[rel] = [*stat, old[3] if old and old[:3] == stat else file_hash(path)]
-    return sources[rel][3]
 
 
 def _plain(value: Any) -> Any:
