@@ -29,6 +29,7 @@ from fer_prep.errors import ENVIRONMENT_ERRNOS, LockedError, StageNotReady, outp
 RECORD = "stage.json"
 WHOLE = "whole.json"  # every output file of the stage: size, mtime, content hash
 TMP_MARK = ".tmp-"
+BEGIN_LOCK = ".begin.lock"  # shards open a run's record one at a time (`begin_lock`)
 
 
 def digest(obj: Any) -> str:
@@ -89,14 +90,35 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def remove_temporaries(folder: Path) -> int:
-    """Delete temporary files and folders a killed run left behind; return how many."""
-    leftovers = sorted(folder.rglob(f".*{TMP_MARK}*"))
+    """Delete temporary files and folders a killed run left behind; return how many. One whose
+    writer is alive (its pid is in the name: another shard's run, its workers) is left."""
+    leftovers = [tmp for tmp in sorted(folder.rglob(f".*{TMP_MARK}*"))
+                 if not _alive(_writer(tmp.name))]
     for tmp in leftovers:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
     return len(leftovers)
+
+
+def _writer(name: str) -> int | None:
+    """The pid a temporary's name holds (`.chip.tmp-1234.png`), if any."""
+    digits = name.partition(TMP_MARK)[2].split(".")[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether `pid` is a running process other than this one (which is not writing now)."""
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_record(stage_dir: Path) -> dict[str, Any] | None:
@@ -251,17 +273,19 @@ def ready_record(folder: Path, remedy: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def stage_lock(folder: Path) -> Iterator[None]:
+def stage_lock(folder: Path, shared: bool = False) -> Iterator[None]:
     """Hold `folder`'s lock (an advisory flock on the folder itself) while a run writes it.
 
-    A second run on the same folder stops at once with `LockedError` naming the holder's pid.
-    The kernel releases the lock when its holder dies, so a killed run never leaves it behind,
-    and taking it writes nothing (a no-op re-run leaves every mtime as it was).
+    A second run on the same folder stops at once with `LockedError` naming the holder's pid;
+    `shared` (the shards of one run, `--shard`) lets runs that share it in together, and keeps
+    out a run that wants it alone. The kernel releases the lock when its holder dies, so a
+    killed run never leaves it behind, and taking it writes nothing (a no-op re-run leaves every
+    mtime as it was).
     """
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockedError(f"{folder} is being written by another fer-prep run "
                               f"({_holder(os.fstat(fd).st_ino)}); wait for it to finish, or "
@@ -269,6 +293,35 @@ def stage_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def begin_lock(folder: Path) -> Iterator[None]:
+    """Hold, for a moment, the lock shards take to open a run's record one at a time (a lock
+    file `.begin.lock` in `folder`, which `_clear` keeps)."""
+    fd = os.open(folder / BEGIN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def holders(folder: Path) -> list[str]:
+    """The command lines of the processes holding `folder`'s lock (Linux's /proc/locks)."""
+    try:
+        inode = os.stat(folder).st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{fields[4]}/cmdline").read_bytes().split(b"\0")
+                found.append(" ".join(a.decode(errors="replace") for a in argv if a))
+    return found
 
 
 def _holder(inode: int) -> str:

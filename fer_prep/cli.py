@@ -151,8 +151,9 @@ class _Echo(logging.Handler):
         click.echo(prefix + record.getMessage(), err=True)
 
 
-def _work_options() -> list[click.Option]:
-    return [
+def _work_options(shard: bool = True) -> list[click.Option]:
+    """--work and how the batches run (and, for one stage, `--shard`)."""
+    options = [
         click.Option(["--work"], type=click.Path(file_okay=False, path_type=Path),
                      default=Path("fer-work"), show_default=True,
                      help="Work folder; a stage writes WORK/<dataset>/<stage>/."),
@@ -165,7 +166,12 @@ def _work_options() -> list[click.Option]:
         click.Option(["--scheduler"], metavar="tcp://HOST:PORT", envvar="FER_PREP_SCHEDULER",
                      help="Run the batches on a running Dask cluster; its workers must see "
                           "--work at the same path [$FER_PREP_SCHEDULER]."),
+        click.Option(["--shard"], metavar="I/N|slurm",
+                     help="Map only share I of N of the items (0 ≤ I < N; slurm: this SLURM "
+                          "array task's) and save them, no manifest: shards run at once, and "
+                          "the same command without --shard then writes the stage."),
     ]
+    return options if shard else options[:-1]
 
 
 DATASET_HELP = ("Dataset whose WORK/<dataset>/ to use: a registered one (`fer-prep list`) or "
@@ -213,7 +219,7 @@ def stage_command(stage_name: str, dataset: str | None, name: str) -> click.Comm
     params += _work_options()
 
     def callback(work: Path, jobs: int, force: bool, cluster: str | None,
-                 scheduler: str | None, **given: Any) -> None:
+                 scheduler: str | None, shard: str | None, **given: Any) -> None:
         from fer_prep.runner import run
 
         chosen = given.pop("dataset", dataset)
@@ -222,7 +228,7 @@ def stage_command(stage_name: str, dataset: str | None, name: str) -> click.Comm
         try:
             result = run(chosen, stage_name, work, root=root, preset=preset, jobs=jobs,
                          force=force, progress=progress, cluster=cluster, scheduler=scheduler,
-                         **{k: v for k, v in given.items() if v is not None})
+                         shard=shard, **{k: v for k, v in given.items() if v is not None})
         finally:
             progress.close()
         click.echo(result.summary())
@@ -484,7 +490,7 @@ def run_(recipe: str, root: Path | None, to: str | None, sets: tuple[str, ...], 
     click.echo(result.summary())
 
 
-run_.params += _work_options()
+run_.params += _work_options(shard=False)
 
 
 @main.command(epilog=_example("fer-prep status --work fer-work"))

@@ -113,14 +113,15 @@ def test_manifest_follows_the_shipped_schema(aligned) -> None:
 
 def test_a_worker_aligns_real_frames_without_the_runners_modules(shared: Path, tmp_path: Path
                                                                  ) -> None:
-    """The workers of a --jobs 2 run import neither pandas nor the runner (their start-up is
-    paid per worker); loky keeps them for the probe that follows, a builtin's call (a function
+    """The workers of a --jobs 2 run import neither pandas nor the runner's content step (their
+    start-up is paid per worker: they import `fer_prep.runner.workers`, beside the runner's
+    light `__init__`); loky keeps them for the probe that follows, a builtin's call (a function
     of this module would import it, and pandas with it, into the worker)."""
     from joblib import Parallel, delayed
 
     result = run("ckplus", "align", tmp_path, root=shared / "data/ckplus", jobs=2)
     assert result.counts == {"ok": 72}
-    probe = ("sorted(m for m in ('pandas', 'pyarrow', 'sklearn', 'fer_prep.runner', "
+    probe = ("sorted(m for m in ('pandas', 'pyarrow', 'sklearn', 'fer_prep.runner.execute', "
              "'fer_prep.faces.mediapipe') if m in __import__('sys').modules)")
     assert Parallel(n_jobs=2)(delayed(eval)(probe) for _ in range(4)) == [
         ["fer_prep.faces.mediapipe"]] * 4

@@ -11,12 +11,13 @@ partial run, the batches it saved (`.parts/`); nothing is run or written. Traini
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fer_prep.cache import RECORD, check_whole, read_record
+from fer_prep.cache import RECORD, check_whole, holders, read_record
 from fer_prep.datasets import ALIAS, Dataset, get_dataset, list_datasets
 from fer_prep.errors import InputError
 from fer_prep.stages import Stage, get_stage, stages_for
@@ -80,6 +81,26 @@ def _part_counts(folder: Path) -> dict[str, int]:
         for status in statuses:
             counts[status] = counts.get(status, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def _running(folder: Path, counts: dict[str, int]) -> str:
+    """The runs writing `folder` now, each shard by its share ("shards running: 0/4, 2/4"),
+    beside the rows saved so far; "" when none runs."""
+    running = [_shard_of(command) for command in holders(folder)]
+    if not running:
+        return ""
+    saved = ", ".join(f"{k} {v}" for k, v in counts.items()) or "no rows yet"
+    shards = sorted(r for r in running if r)
+    what = (f"shards running: {', '.join(shards)}" if shards else "a run is writing it")
+    return f"{what} ({saved} saved)"
+
+
+def _shard_of(command: str) -> str:
+    """The `--shard` value of a command line ("" for a run without one)."""
+    found = re.search(r"--shard[= ](\S+)", command)
+    if found is None:
+        return ""
+    return "an array task" if found[1] == "slurm" else found[1]
 
 
 def _plain(value: Any) -> Any:
@@ -173,6 +194,7 @@ def dataset_status(work: Path, dataset: Dataset) -> DatasetStatus:
             state, counts = MISSING, {}
         elif not record.get("complete"):
             state, counts = PARTIAL, _part_counts(work / dataset.name / st.folder)
+            detail = _running(work / dataset.name / st.folder, counts)
         else:
             state = STALE if record.get("stale") else COMPLETE
             counts = record.get("counts", {})

@@ -114,6 +114,7 @@ def run(
     progress: Progress | None = None,
     cluster: str | None = None,
     scheduler: str | None = None,
+    shard: str | None = None,
     **options: Any,
 ) -> StageResult:
     """Bring `WORK/<dataset>/<stage>/` up to date; see the module docstring.
@@ -123,21 +124,29 @@ def run(
     comes from `preset` (the `default` preset when None, for stages that have presets).
     `jobs`: worker processes (None or 0: every core). `cluster="local:N"` runs the batches on
     a Dask LocalCluster of N processes instead, `scheduler` (or $FER_PREP_SCHEDULER) on a
-    running cluster (`fer_prep.runner.cluster`). Raises a `FerPrepError` for every mistake of the
+    running cluster (`fer_prep.runner.cluster`). `shard="I/N"` (or "slurm" in an array job)
+    maps only this run's share of the items and writes no manifest; a run without it finishes
+    the stage (`fer_prep.runner.shard`). Raises a `FerPrepError` for every mistake of the
     caller, naming the file or option.
     """
     from fer_prep.runner.cluster import resolve_cluster
+    from fer_prep.runner.shard import parse_shard
 
     started = time.monotonic()
     on = resolve_cluster(cluster, scheduler)
+    part = parse_shard(shard)
     ds, st, params, read_options = resolve(dataset, stage, work, root, preset, **options)
+    if part is not None and (type(st).map is None or force):
+        raise OptionError(f"--shard: {st.command} has no per-item work to share; run it whole"
+                          if type(st).map is None else "--shard with --force: force the run "
+                          "without --shard (it redoes every item), or clear what shards made")
     reader = split_options(ds, st, options)[0]
     registered, ds = ds, ds.named(read_options)
     folder = stage_folder(Path(work), ds.name, st)
     if ds.name != registered.name:  # a renamed dataset: later commands find it by its name
         write_text_atomic(folder.parent / ALIAS, json.dumps(
             {"dataset": registered.name, "options": dataclasses.asdict(read_options)}) + "\n")
-    with stage_lock(folder):
+    with stage_lock(folder, shared=part is not None):
         record = read_record(folder)
         ctx = Context(ds, st, Path(work).expanduser(), folder, None, read_options, record)
         if st.reads_dataset(params, ctx) or root is not None:
@@ -168,7 +177,7 @@ def run(
         from fer_prep.runner.execute import execute
 
         return execute(ctx, params, models, fp, key, upstream, jobs=jobs, force=force,
-                       progress=progress, started=started, cluster=on)
+                       progress=progress, started=started, cluster=on, shard=part)
 
 
 def _fast_current(record: dict[str, Any] | None, fp: str, key: str) -> bool:

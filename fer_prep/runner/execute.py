@@ -12,6 +12,7 @@ and ends with the same bytes as a run that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -28,11 +29,14 @@ import pandas as pd
 
 from fer_prep import __version__
 from fer_prep.cache import (
+    BEGIN_LOCK,
     Whole,
     atomic_path,
+    begin_lock,
     check_whole,
     digest,
     mark_downstream_stale,
+    read_record,
     remove_temporaries,
     stage_fingerprint,
     write_record,
@@ -44,6 +48,7 @@ from fer_prep.errors import InputError
 from fer_prep.manifest import check_schema, read_table, write_manifest, write_table
 from fer_prep.runner.cluster import Cluster
 from fer_prep.runner.result import PARQUET, PART, PARTS, ROWS, Progress, StageResult, result
+from fer_prep.runner.shard import Shard, item_key
 from fer_prep.runner.workers import Workers, work
 from fer_prep.stages import Job, Stage
 from fer_prep.stages.base import SOURCES, Context
@@ -93,17 +98,18 @@ def _check_unique(items: pd.DataFrame) -> None:
 
 def execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
             upstream: tuple[str, ...], jobs: int | None, force: bool,
-            progress: Progress | None, started: float, cluster: Cluster | None = None
-            ) -> StageResult:
-    """Bring the stage folder up to date with its items (the runner's content step)."""
+            progress: Progress | None, started: float, cluster: Cluster | None = None,
+            shard: Shard | None = None) -> StageResult:
+    """Bring the stage folder up to date with its items (the runner's content step); with a
+    `shard`, map its share of them and save their batches only."""
     with Workers(jobs, cluster) as workers:
         return _execute(ctx, params, models, fp, key, upstream, force, progress, started,
-                        workers)
+                        workers, shard)
 
 
 def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
              upstream: tuple[str, ...], force: bool, progress: Progress | None,
-             started: float, workers: Workers) -> StageResult:
+             started: float, workers: Workers, shard: Shard | None) -> StageResult:
     st, folder, record = ctx.stage, ctx.folder, ctx.record
     ctx.sources = {}
     items = st.items(ctx, params)
@@ -126,6 +132,8 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
             and record.get("input_fingerprint") == input_fp and whole.ok
             and rows_file.is_file() and (folder / PARQUET).is_file()):
         old = read_table(rows_file)
+        if shard is not None:  # the stage is up to date: a shard has nothing to add
+            return result(st, folder, record, 0, 0, True, started)
         if _outputs_exist(old, folder, st.outputs) and all(
                 (folder / f).is_file() for f in record.get("files", [])):
             if not reduce:  # the same results; only where the sources now live may differ
@@ -145,10 +153,17 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
     begun = False
 
     def begin() -> None:
-        """Before the first write: clear a run with other parameters, mark the record open."""
+        """Before the first write: clear a run with other parameters, mark the record open (a
+        shard: unless another shard opened it for these parameters first)."""
         nonlocal begun
-        if not begun:
-            begun = True
+        if begun:
+            return
+        begun = True
+        with begin_lock(folder) if shard is not None else contextlib.nullcontext():
+            now = read_record(folder) if shard is not None else record
+            if shard is not None and now is not None and not now.get("complete") \
+                    and now.get("map_fingerprint") == map_fp:
+                return  # another shard of this run opened it
             if fresh:
                 _clear(folder)
             remove_temporaries(folder)
@@ -160,9 +175,14 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
 
     usable = items[items["status"] == "ok"]
     todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
+    if shard is not None:
+        mine = [r for r in usable.to_dict("records") if shard.mine(item_key(r, st.group))]
+        todo = [r for r in todo if shard.mine(item_key(r, st.group))]
     if todo and type(st).map is not None:
         _map(st, todo, params, folder, items, results, workers, progress, ctx.dataset)
         remove_temporaries(folder)  # a worker killed mid-write (its batch ran again elsewhere)
+    if shard is not None:
+        return _shard_result(st, folder, shard, mine, todo, results, started)
     complaints = ~items["status"].isin(["ok", *ctx.dataset.quiet])
     for message in dict.fromkeys(items.loc[complaints, "message"].dropna()):
         if message:
@@ -192,9 +212,23 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
                   "files": sorted(files), "whole": write_whole(folder, whole.table)}
     write_record(folder, new_record)
     shutil.rmtree(folder / PARTS, ignore_errors=True)
+    (folder / BEGIN_LOCK).unlink(missing_ok=True)  # shards' (this run holds the folder alone)
     if (record or {}).get("output_fingerprint") != output_fp:
         mark_downstream_stale(folder.parent, st.folder)
     return result(st, folder, new_record, len(todo), reused, False, started)
+
+
+def _shard_result(st: Stage, folder: Path, shard: Shard, mine: list[dict], todo: list[dict],
+                  results: dict[str, list[dict]], started: float) -> StageResult:
+    """What a shard did: its items' rows by status, computed and reused."""
+    counts: dict[str, int] = {}
+    for item in mine:
+        for row in results.get(item["sample_id"], []):
+            counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
+    note = (f"shard {shard}: {len(mine)} of the items, saved in {PARTS}/; the same command "
+            "without --shard, once every shard is done, writes the manifest")
+    return StageResult(folder, dict(sorted(counts.items())), len(todo), len(mine) - len(todo),
+                       False, time.monotonic() - started, {}, [note])
 
 
 def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataFrame,
@@ -250,8 +284,11 @@ def _write_sources(ctx: Context) -> None:
 
 
 def _clear(folder: Path) -> None:
-    """Remove an earlier run's outputs before a run with other parameters."""
+    """Remove an earlier run's outputs before a run with other parameters (the shards' lock
+    file stays: a shard may hold it)."""
     for entry in folder.iterdir():
+        if entry.name == BEGIN_LOCK:
+            continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
