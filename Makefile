@@ -12,6 +12,14 @@ $(BIN)/fer-prep: pyproject.toml setup.py
 	$(BIN)/pip install --quiet -e '.[dev,train]'
 	touch $@
 
+# `$(call apt,COMMAND,PACKAGES,WHAT SKIPS)`: Debian's PACKAGES installed where COMMAND is missing
+# and apt and root allow (what a test needs: a browser, a SLURM cluster), else a note
+APT_GET = DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+apt = command -v $(1) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	2>&1 && { $(APT_GET) $(2) >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+	$(APT_GET) $(2) >/dev/null 2>&1; }; }; } || echo "note: no $(1), and it cannot be \
+	installed here: $(3)"
+
 .PHONY: setup demo test lint bench docs
 setup: $(BIN)/fer-prep
 
@@ -32,10 +40,8 @@ demo: setup  ## the main job on the embedded sample data (no ../shared, no downl
 	@echo "check: fer-work/report.html (open it in a browser); fer-prep status --work fer-work"
 
 test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARED)
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get \
-		>/dev/null 2>&1 && { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get \
-		update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
-		|| echo "note: no chromium, and it cannot be installed here: the browser tests skip"
+	@$(call apt,chromium,chromium,the browser tests skip)
+	@$(call apt,slurmd,slurmd slurmctld slurm-client munge,the SLURM tests skip)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports  # the import layers of pyproject.toml's [tool.importlinter]
 	$(BIN)/python -m pytest -q --durations=15

@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 `shared`: the real data folder; skips when it is absent, fails instead under
-FER_PREP_REQUIRE_SHARED=1.
+FER_PREP_REQUIRE_SHARED=1. `slurm`: a one-node SLURM cluster (the same rule).
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,42 @@ def kill_after_parts(proc: subprocess.Popen, parts: Path, n: int = 2, timeout: f
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A one-node SLURM cluster on this machine for the session (`slurm_cluster`); skipped with
+    its reason where munge and SLURM are not installed or the tests do not run as root, and a
+    failure instead where the real-data tests are mandatory (CI)."""
+    from slurm_cluster import missing, start
+
+    why = missing()
+    if why and os.environ.get("FER_PREP_REQUIRE_SHARED"):
+        pytest.fail(f"no SLURM cluster for the tests: {why}")
+    if why:
+        pytest.skip(why)
+    cluster = start(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ck_unsharded(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared CK+ aligned in one run, never sharded (`--jobs 1`): the reference of the
+    sharded runs."""
+    work = tmp_path_factory.mktemp("unsharded")
+    done = subprocess.run([sys.executable, "-m", "fer_prep.cli", "ckplus", "align", "--root",
+                           str(shared / "data/ckplus"), "--work", str(work), "--jobs", "1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return work / "ckplus/align"
+
+
+def stage_contents(stage: Path) -> dict[str, str]:
+    """Every file of a stage folder but its record and whole.json (which hold times), by
+    content hash."""
+    import hashlib
+
+    return {str(p.relative_to(stage)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(stage.rglob("*"))
+            if p.is_file() and p.name not in ("stage.json", "whole.json")}

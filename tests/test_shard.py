@@ -5,7 +5,6 @@ CK+ (real MediaPipe) and the AFEW sample clips (real ffmpeg)."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import time
@@ -13,18 +12,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import stage_contents
 
 from fer_prep.cli import main
 from fer_prep.errors import OptionError
 from fer_prep.reports.status import PARTIAL, work_status
 from fer_prep.runner.shard import Shard, parse_shard
-
-
-def _contents(stage: Path) -> dict[str, str]:
-    """Every file of a stage folder but its record and whole.json (which hold times)."""
-    return {str(p.relative_to(stage)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(stage.rglob("*"))
-            if p.is_file() and p.name not in ("stage.json", "whole.json")}
 
 
 def _fer_prep(*args: str) -> subprocess.Popen:
@@ -68,16 +61,8 @@ def test_slurm_array_tasks_are_shards() -> None:
     assert all(len(share) > 50 for share in shares)
 
 
-@pytest.fixture(scope="module")
-def unsharded(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shared CK+ aligned in one run, never sharded."""
-    work = tmp_path_factory.mktemp("whole")
-    _done(_fer_prep("ckplus", "align", "--root", str(shared / "data/ckplus"), "--work",
-                    str(work), "--jobs", "1"))
-    return work / "ckplus/align"
-
-
-def test_shards_at_once_then_the_run_without_is_byte_identical(shared: Path, unsharded: Path,
+def test_shards_at_once_then_the_run_without_is_byte_identical(shared: Path,
+                                                               ck_unsharded: Path,
                                                                tmp_path: Path) -> None:
     root, work = shared / "data/ckplus", tmp_path / "work"
     args = ["ckplus", "align", "--root", str(root), "--work", str(work), "--jobs", "1"]
@@ -101,7 +86,7 @@ def test_shards_at_once_then_the_run_without_is_byte_identical(shared: Path, uns
     out = _done(_fer_prep(*args))
     left = int(out.split(" computed")[0].rsplit(" ", 1)[-1])
     assert left > 0 and f"{left} computed, {sum(mapped)} reused" in out
-    assert _contents(folder) == _contents(unsharded)
+    assert stage_contents(folder) == stage_contents(ck_unsharded)
     assert not (folder / ".parts").exists()
 
 
@@ -114,7 +99,7 @@ def test_afew_clips_in_two_shards(afew_sample: Path, tmp_path: Path) -> None:
         _done(proc)
     out = _done(_fer_prep(*args, "--work", str(work)))
     assert " 0 computed" in out
-    assert _contents(work / "afew/frames") == _contents(once / "afew/frames")
+    assert stage_contents(work / "afew/frames") == stage_contents(once / "afew/frames")
 
 
 def test_a_stage_without_a_map_is_not_sharded(ck_sample: Path, tmp_path: Path) -> None:
