@@ -44,7 +44,7 @@ test: setup  ## the test suite (real-data tests need ../shared or FER_PREP_SHARE
 	@$(call apt,slurmd,slurmd slurmctld slurm-client munge,the SLURM tests skip)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports  # the import layers of pyproject.toml's [tool.importlinter]
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n auto --dist loadfile
 
 docs: setup  ## the manual as a site: docs/_build/html/index.html (offline; a warning fails it)
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
