@@ -45,7 +45,7 @@ SwitchType=switch/none
 KillWait=5
 MinJobAge=5
 InactiveLimit=0
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN
 PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -57,6 +57,14 @@ def missing() -> str:
     gone = [name for name in DAEMONS if shutil.which(name) is None]
     return f"not installed: {', '.join(gone)} (Debian's munge, slurmctld, slurmd, slurm-client)" \
         if gone else ""
+
+
+def _memory_mb() -> int:
+    """Nine tenths of the machine's memory in MB: what jobs may ask for (`--mem`)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 9 // 10 // 1024
+    return 1024
 
 
 def _port() -> int:
@@ -120,7 +128,7 @@ def start(base: Path, timeout: float = 60) -> Slurm:
     host = socket.gethostname().split(".")[0]
     conf = base / "slurm.conf"
     conf.write_text(CONF.format(host=host, base=base, cpus=os.cpu_count() or 1,
-                                ctld_port=_port(), d_port=_port()))
+                                memory=_memory_mb(), ctld_port=_port(), d_port=_port()))
     cluster = Slurm(base, {**os.environ, "SLURM_CONF": str(conf)})
     daemons = [
         ["munged", "--foreground", "--force", f"--key-file={key}",

@@ -67,20 +67,21 @@ def test_the_package_never_imports_the_top_level_folders() -> None:
 
 @pytest.mark.parametrize("python", ["3.12", "3.13", "3.14"])
 def test_resolves_beside_todays_packages(wheels: Path, tmp_path: Path, python: str) -> None:
-    """Wheels only, for each newer Python: the wheel (with its hf and docs extras) and numpy,
-    pandas, pyarrow and protobuf at today's versions resolves (an upper pin of ours would make
-    it fail), with one OpenCV."""
+    """Wheels only, for each newer Python: the wheel (with its hf, docs and cluster extras) and
+    numpy, pandas, pyarrow and protobuf at today's versions resolves (an upper pin of ours would
+    make it fail), with one OpenCV."""
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "-q", "--ignore-installed",
          "--python-version", python, "--only-binary=:all:", "--find-links", str(wheels),
          "--target", str(tmp_path / "target"), "--report", str(report),
-         f"{_wheel(wheels)}[hf,docs]", *TODAY], capture_output=True, text=True)
+         f"{_wheel(wheels)}[hf,docs,cluster]", *TODAY], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
     assert {"fer-prep", "mediapipe", "numpy", "pandas", "pyarrow", "protobuf",
             "datasets"} <= names  # the hf extra (export hf) too
     assert {"sphinx", "myst-parser", "sphinx-click"} <= names  # the docs extra (make docs)
+    assert {"distributed", "dask-jobqueue"} <= names  # the cluster extra (SLURM, PBS)
     assert names & OPENCV == {"opencv-contrib-python"}
 
 

@@ -4,10 +4,13 @@ run without `--shard` after it, byte-identical to a run never sharded."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from conftest import stage_contents
 
 
@@ -54,3 +57,119 @@ def test_afew_clips_in_an_array_job(slurm, afew_sample: Path, tmp_path: Path) ->
     slurm.wait(job)
     assert " 0 computed" in _final(*args, "--work", str(work))
     assert stage_contents(work / "afew/frames") == stage_contents(once / "afew/frames")
+
+
+def test_the_manuals_dask_jobqueue_script_aligns_as_a_local_run(
+        slurm, shared: Path, ck_unsharded: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/clusters.md's SLURMCluster script, but for the partition, the sizes and the paths:
+    two single-core worker jobs, and the bytes of a local run."""
+    pytest.importorskip("dask_jobqueue")
+    from dask.distributed import Client
+    from dask_jobqueue import SLURMCluster
+
+    from fer_prep.runner import run
+
+    monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
+    cluster = SLURMCluster(
+        queue="test",
+        cores=1, processes=1,
+        memory="2GB", walltime="00:20:00",
+        job_script_prologue=[f"source {Path(sys.executable).parent / 'activate'}"],
+        local_directory=str(tmp_path / "dask"),
+        log_directory=str(slurm.base),
+    )
+    try:
+        cluster.scale(jobs=2)
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=120)
+            result = run("ckplus", "align", tmp_path / "work", root=shared / "data/ckplus",
+                         scheduler=cluster.scheduler_address)
+    finally:
+        cluster.close()
+    assert result.counts == {"ok": 72}
+    assert stage_contents(result.folder) == stage_contents(ck_unsharded)
+
+
+def test_the_by_hand_route_a_scheduler_and_srun_workers(slurm, shared: Path, ck_unsharded: Path,
+                                                          tmp_path: Path) -> None:
+    """`dask scheduler --scheduler-file`, an `sbatch` of `srun dask worker --nthreads 1` (two
+    tasks), then `fer-prep … --scheduler`: the bytes of a local run."""
+    bin_dir = Path(sys.executable).parent
+    file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--scheduler-file",
+                                  str(file), "--host", "127.0.0.1", "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = None
+    try:
+        deadline = time.monotonic() + 60
+        while not file.is_file():
+            assert time.monotonic() < deadline and scheduler.poll() is None
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        job = slurm.sbatch(f"#!/bin/bash\nsrun {bin_dir / 'dask'} worker --scheduler-file "
+                           f"{file} --nthreads 1 --no-dashboard\n", "--ntasks=2",
+                           "--cpus-per-task=1", "--job-name=workers")
+        from dask.distributed import Client
+
+        with Client(address) as client:
+            client.wait_for_workers(2, timeout=120)
+        out = _final("ckplus", "align", "--root", str(shared / "data/ckplus"), "--work",
+                     str(tmp_path / "work"), "--scheduler", address)
+        assert "72 rows (ok: 72)" in out
+    finally:
+        if job is not None:
+            slurm.run("scancel", str(job), check=False)
+        scheduler.terminate()
+        scheduler.wait(timeout=30)
+    assert stage_contents(tmp_path / "work/ckplus/align") == stage_contents(ck_unsharded)
+
+
+def test_a_worker_job_cancelled_mid_run_loses_nothing(slurm, shared: Path, tmp_path: Path
+                                                      ) -> None:
+    """Two worker jobs; one `scancel`ed once batches are saved: the run finishes on the other
+    (or stops on one line), and the rerun from the saved batches equals a local run."""
+    bin_dir = Path(sys.executable).parent
+    file = tmp_path / "scheduler.json"
+    args = ["ckplus", "align", "--root", str(shared / "data/ckplus"), "--frames", "all"]
+    scheduler = subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--scheduler-file",
+                                  str(file), "--host", "127.0.0.1", "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jobs: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not file.is_file():
+            assert time.monotonic() < deadline and scheduler.poll() is None
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        worker = (f"#!/bin/bash\nsrun {bin_dir / 'dask'} worker --scheduler-file {file} "
+                  "--nthreads 1 --no-dashboard\n")
+        jobs = [slurm.sbatch(worker, "--ntasks=1", "--cpus-per-task=1", "--job-name=worker")
+                for _ in range(2)]
+        from dask.distributed import Client
+
+        with Client(address) as client:
+            client.wait_for_workers(2, timeout=120)
+        work = tmp_path / "work"
+        proc = subprocess.Popen([sys.executable, "-m", "fer_prep.cli", *args, "--work",
+                                 str(work), "--scheduler", address], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        parts = work / "ckplus/align/.parts"
+        while not (parts.is_dir() and len(list(parts.glob("*.arrow"))) >= 2):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        slurm.run("scancel", str(jobs[0]))
+        err = proc.communicate(timeout=600)[1]
+        lines = err.strip().splitlines()
+        assert proc.returncode == 0 or (proc.returncode == 1 and lines[-1].startswith("Error:")
+                                        and "Traceback" not in err), err
+        again = _final(*args, "--work", str(work), "--scheduler", address)
+        assert "ckplus align: 333 rows" in again  # every frame of the shared CK+
+    finally:
+        for job in jobs:
+            slurm.run("scancel", str(job), check=False)
+        scheduler.terminate()
+        scheduler.wait(timeout=30)
+    local = tmp_path / "local"
+    _final(*args, "--work", str(local), "--jobs", "2")
+    assert stage_contents(work / "ckplus/align") == stage_contents(local / "ckplus/align")
