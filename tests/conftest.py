@@ -138,3 +138,18 @@ def stage_contents(stage: Path) -> dict[str, str]:
     return {str(p.relative_to(stage)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(stage.rglob("*"))
             if p.is_file() and p.name not in ("stage.json", "whole.json")}
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium's path (Debian's `chromium`, which `make test` installs where it can);
+    skipped where there is none, a failure instead where the real-data tests are mandatory."""
+    from fer_prep.reports.report import browser
+
+    found = browser()
+    if found is None:
+        reason = "no Chromium on PATH (make test installs Debian's chromium where it can)"
+        if os.environ.get("FER_PREP_REQUIRE_SHARED") == "1":
+            pytest.fail(f"{reason}, and FER_PREP_REQUIRE_SHARED=1")
+        pytest.skip(reason)
+    return found

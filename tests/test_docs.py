@@ -9,9 +9,7 @@ can; without it the browser test skips, and fails under FER_PREP_REQUIRE_SHARED=
 from __future__ import annotations
 
 import html
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +18,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +31,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, said[-3000:]
     assert not re.search(r"WARNING|ERROR", said), said[-3000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    found = next((path for name in BROWSERS if (path := shutil.which(name))), None)
-    if found is None:
-        reason = "no Chromium on PATH (make test installs Debian's chromium where it can)"
-        if os.environ.get("FER_PREP_REQUIRE_SHARED") == "1":
-            pytest.fail(f"{reason}, and FER_PREP_REQUIRE_SHARED=1")
-        pytest.skip(reason)
-    return found
 
 
 def _dom(chromium: str, page: Path) -> str:

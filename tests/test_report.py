@@ -7,7 +7,6 @@ can; without it these tests skip, and fail under FER_PREP_REQUIRE_SHARED=1 (CI).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from fer_prep.cli import main
-from fer_prep.reports.report import browser, build_report, headless
+from fer_prep.reports.report import build_report, headless
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,17 +57,6 @@ def demo_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
         done = subprocess.run(command, cwd=where, capture_output=True, text=True)
         assert done.returncode == 0, (command, done.stderr[-2000:])
     return where / "fer-work"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    found = browser()
-    if found is None:
-        reason = "no Chromium on PATH (make test installs Debian's chromium where it can)"
-        if os.environ.get("FER_PREP_REQUIRE_SHARED") == "1":
-            pytest.fail(f"{reason}, and FER_PREP_REQUIRE_SHARED=1")
-        pytest.skip(reason)
-    return found
 
 
 def test_the_demo_report_renders_in_chromium(demo_work: Path, chromium: str,

@@ -4,18 +4,47 @@ run without `--shard` after it, byte-identical to a run never sharded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import stage_contents
 
+BIN = Path(sys.executable).parent  # the venv's commands: dask, fer-prep
+
 
 def _script(*args: str) -> str:
     return f"#!/bin/bash\nset -e\n{sys.executable} -m fer_prep.cli {' '.join(args)}\n"
+
+
+@contextlib.contextmanager
+def _scheduler(folder: Path) -> Iterator[tuple[str, Path]]:
+    """A Dask scheduler started by hand (`dask scheduler --scheduler-file`, as on a login node):
+    (its address, its file), stopped at the end."""
+    file = folder / "scheduler.json"
+    proc = subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file", str(file),
+                             "--host", "127.0.0.1", "--no-dashboard"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not file.is_file():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        yield json.loads(file.read_text())["address"], file
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _workers(file: Path) -> str:
+    """A batch script whose tasks (sbatch's --ntasks) are single-threaded Dask workers."""
+    return (f"#!/bin/bash\nsrun {BIN / 'dask'} worker --scheduler-file {file} --nthreads 1 "
+            "--no-dashboard\n")
 
 
 def _final(*args: str) -> str:
@@ -75,7 +104,7 @@ def test_the_manuals_dask_jobqueue_script_aligns_as_a_local_run(
         queue="test",
         cores=1, processes=1,
         memory="2GB", walltime="00:20:00",
-        job_script_prologue=[f"source {Path(sys.executable).parent / 'activate'}"],
+        job_script_prologue=[f"source {BIN / 'activate'}"],
         local_directory=str(tmp_path / "dask"),
         log_directory=str(slurm.base),
     )
@@ -95,33 +124,19 @@ def test_the_by_hand_route_a_scheduler_and_srun_workers(slurm, shared: Path, ck_
                                                           tmp_path: Path) -> None:
     """`dask scheduler --scheduler-file`, an `sbatch` of `srun dask worker --nthreads 1` (two
     tasks), then `fer-prep … --scheduler`: the bytes of a local run."""
-    bin_dir = Path(sys.executable).parent
-    file = tmp_path / "scheduler.json"
-    scheduler = subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--scheduler-file",
-                                  str(file), "--host", "127.0.0.1", "--no-dashboard"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    job = None
-    try:
-        deadline = time.monotonic() + 60
-        while not file.is_file():
-            assert time.monotonic() < deadline and scheduler.poll() is None
-            time.sleep(0.2)
-        address = json.loads(file.read_text())["address"]
-        job = slurm.sbatch(f"#!/bin/bash\nsrun {bin_dir / 'dask'} worker --scheduler-file "
-                           f"{file} --nthreads 1 --no-dashboard\n", "--ntasks=2",
-                           "--cpus-per-task=1", "--job-name=workers")
-        from dask.distributed import Client
+    from dask.distributed import Client
 
-        with Client(address) as client:
-            client.wait_for_workers(2, timeout=120)
-        out = _final("ckplus", "align", "--root", str(shared / "data/ckplus"), "--work",
-                     str(tmp_path / "work"), "--scheduler", address)
-        assert "72 rows (ok: 72)" in out
-    finally:
-        if job is not None:
+    with _scheduler(tmp_path) as (address, file):
+        job = slurm.sbatch(_workers(file), "--ntasks=2", "--cpus-per-task=1",
+                           "--job-name=workers")
+        try:
+            with Client(address) as client:
+                client.wait_for_workers(2, timeout=120)
+            out = _final("ckplus", "align", "--root", str(shared / "data/ckplus"), "--work",
+                         str(tmp_path / "work"), "--scheduler", address)
+        finally:
             slurm.run("scancel", str(job), check=False)
-        scheduler.terminate()
-        scheduler.wait(timeout=30)
+    assert "72 rows (ok: 72)" in out
     assert stage_contents(tmp_path / "work/ckplus/align") == stage_contents(ck_unsharded)
 
 
@@ -129,47 +144,33 @@ def test_a_worker_job_cancelled_mid_run_loses_nothing(slurm, shared: Path, tmp_p
                                                       ) -> None:
     """Two worker jobs; one `scancel`ed once batches are saved: the run finishes on the other
     (or stops on one line), and the rerun from the saved batches equals a local run."""
-    bin_dir = Path(sys.executable).parent
-    file = tmp_path / "scheduler.json"
-    args = ["ckplus", "align", "--root", str(shared / "data/ckplus"), "--frames", "all"]
-    scheduler = subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--scheduler-file",
-                                  str(file), "--host", "127.0.0.1", "--no-dashboard"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    jobs: list[int] = []
-    try:
-        deadline = time.monotonic() + 60
-        while not file.is_file():
-            assert time.monotonic() < deadline and scheduler.poll() is None
-            time.sleep(0.2)
-        address = json.loads(file.read_text())["address"]
-        worker = (f"#!/bin/bash\nsrun {bin_dir / 'dask'} worker --scheduler-file {file} "
-                  "--nthreads 1 --no-dashboard\n")
-        jobs = [slurm.sbatch(worker, "--ntasks=1", "--cpus-per-task=1", "--job-name=worker")
-                for _ in range(2)]
-        from dask.distributed import Client
+    from dask.distributed import Client
 
-        with Client(address) as client:
-            client.wait_for_workers(2, timeout=120)
-        work = tmp_path / "work"
-        proc = subprocess.Popen([sys.executable, "-m", "fer_prep.cli", *args, "--work",
-                                 str(work), "--scheduler", address], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        parts = work / "ckplus/align/.parts"
-        while not (parts.is_dir() and len(list(parts.glob("*.arrow"))) >= 2):
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        slurm.run("scancel", str(jobs[0]))
-        err = proc.communicate(timeout=600)[1]
-        lines = err.strip().splitlines()
-        assert proc.returncode == 0 or (proc.returncode == 1 and lines[-1].startswith("Error:")
-                                        and "Traceback" not in err), err
-        again = _final(*args, "--work", str(work), "--scheduler", address)
-        assert "ckplus align: 333 rows" in again  # every frame of the shared CK+
-    finally:
-        for job in jobs:
-            slurm.run("scancel", str(job), check=False)
-        scheduler.terminate()
-        scheduler.wait(timeout=30)
+    args = ["ckplus", "align", "--root", str(shared / "data/ckplus"), "--frames", "all"]
+    work = tmp_path / "work"
+    with _scheduler(tmp_path) as (address, file):
+        jobs = [slurm.sbatch(_workers(file), "--ntasks=1", "--cpus-per-task=1",
+                             "--job-name=worker") for _ in range(2)]
+        try:
+            with Client(address) as client:
+                client.wait_for_workers(2, timeout=120)
+            proc = subprocess.Popen([sys.executable, "-m", "fer_prep.cli", *args, "--work",
+                                     str(work), "--scheduler", address], text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            parts = work / "ckplus/align/.parts"
+            while not (parts.is_dir() and len(list(parts.glob("*.arrow"))) >= 2):
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.1)
+            slurm.run("scancel", str(jobs[0]))
+            err = proc.communicate(timeout=600)[1]
+            lines = err.strip().splitlines()
+            assert proc.returncode == 0 or (proc.returncode == 1 and "Traceback" not in err
+                                            and lines[-1].startswith("Error:")), err
+            again = _final(*args, "--work", str(work), "--scheduler", address)
+        finally:
+            for job in jobs:
+                slurm.run("scancel", str(job), check=False)
+    assert "ckplus align: 333 rows" in again  # every frame of the shared CK+
     local = tmp_path / "local"
     _final(*args, "--work", str(local), "--jobs", "2")
     assert stage_contents(work / "ckplus/align") == stage_contents(local / "ckplus/align")
