@@ -311,6 +311,21 @@ def holders(folder: Path) -> list[str]:
     """The command lines of the processes holding `folder`'s lock (Linux's /proc/locks)."""
     try:
         inode = os.stat(folder).st_ino
+    except OSError:
+        return []
+    return [command for _, command in _flock_holders(inode) if command]
+
+
+def _holder(inode: int) -> str:
+    """The process holding a flock on `inode`, in words."""
+    for pid, command in _flock_holders(inode):
+        return f"pid {pid}: {command[:120]}" if command else f"pid {pid}"
+    return "another process"
+
+
+def _flock_holders(inode: int) -> list[tuple[str, str]]:
+    """(pid, command line, "" where unreadable) of each flock on `inode`, from /proc/locks."""
+    try:
         lines = Path("/proc/locks").read_text().splitlines()
     except OSError:
         return []
@@ -318,22 +333,9 @@ def holders(folder: Path) -> list[str]:
     for line in lines:
         fields = line.split()
         if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            command = ""
             with contextlib.suppress(OSError):
                 argv = Path(f"/proc/{fields[4]}/cmdline").read_bytes().split(b"\0")
-                found.append(" ".join(a.decode(errors="replace") for a in argv if a))
+                command = " ".join(a.decode(errors="replace") for a in argv if a)
+            found.append((fields[4], command))
     return found
-
-
-def _holder(inode: int) -> str:
-    """The process holding a flock on `inode`, from Linux's /proc/locks."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/locks").read_text().splitlines():
-            fields = line.split()
-            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
-                pid = fields[4]
-                with contextlib.suppress(OSError):
-                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                    command = " ".join(a.decode(errors="replace") for a in argv if a)
-                    return f"pid {pid}: {command[:120]}"
-                return f"pid {pid}"
-    return "another process"

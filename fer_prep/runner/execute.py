@@ -174,10 +174,10 @@ def _execute(ctx: Context, params: Any, models: dict, fp: str, key: str,
         begin()
 
     usable = items[items["status"] == "ok"]
-    todo = [r for r in usable.to_dict("records") if r["sample_id"] not in results]
+    mine = usable.to_dict("records")
     if shard is not None:
-        mine = [r for r in usable.to_dict("records") if shard.mine(item_key(r, st.group))]
-        todo = [r for r in todo if shard.mine(item_key(r, st.group))]
+        mine = [r for r in mine if shard.mine(item_key(r, st.group))]
+    todo = [r for r in mine if r["sample_id"] not in results]
     if todo and type(st).map is not None:
         _map(st, todo, params, folder, items, results, workers, progress, ctx.dataset)
         remove_temporaries(folder)  # a worker killed mid-write (its batch ran again elsewhere)
