@@ -228,7 +228,7 @@ def _shard_result(st: Stage, folder: Path, shard: Shard, mine: list[dict], todo:
     note = (f"shard {shard}: {len(mine)} of the items, saved in {PARTS}/; the same command "
             "without --shard, once every shard is done, writes the manifest")
     return StageResult(folder, dict(sorted(counts.items())), len(todo), len(mine) - len(todo),
-                       False, time.monotonic() - started, {}, [note])
+                       False, time.monotonic() - started, {}, [note], manifest_written=False)
 
 
 def _map(st: Stage, todo: list[dict], params: Any, folder: Path, items: pd.DataFrame,

@@ -38,6 +38,7 @@ class StageResult:
     shows: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     mapped: bool = True  # False for a stage without a map (its reduce writes everything)
+    manifest_written: bool = True  # False for a shard (`--shard`): batches only
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
@@ -55,8 +56,9 @@ class StageResult:
         verb = ("unchanged, skipped" if self.skipped else
                 f"{self.computed} computed, {self.reused} reused" if self.mapped else "written")
         lines = [f"{self.folder.parent.name} {self.folder.name}: {sum(self.counts.values())} rows "
-                 f"({by_status}); {verb}, {self.seconds:.1f} s",
-                 f"  manifest: {self.folder / PARQUET} (+ manifest.csv)"]
+                 f"({by_status}); {verb}, {self.seconds:.1f} s"]
+        if self.manifest_written:
+            lines.append(f"  manifest: {self.folder / PARQUET} (+ manifest.csv)")
         lines += [f"  {note}" for note in self.notes]
         lines += [f"  {what + ':':9s} {self.folder / rel}" for what, rel in self.shows.items()]
         return "\n".join(lines)
