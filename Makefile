@@ -63,5 +63,6 @@ bench: setup  ## speed side by side with the seeds' own methods (needs ../shared
 	$(BIN)/python bench/fmpn_masks.py
 	$(BIN)/python bench/fmpn_masks_mmi.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/clusters.py  # root, munge and slurm: make test installs them
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/backends.py

@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))  # copies, slurm_cluster
 
 from afew_video import fer_prep, link_clips, seed
+from copies import link_ckplus
 from emotion_fan_seed import EmotionFanSeed
 
 from fer_prep.align import norm_crop
@@ -50,22 +52,6 @@ from fer_prep.video import decode
 
 CHIP = 224
 FER_PREP = Path(sys.executable).parent / "fer-prep"
-
-
-def link_ckplus(root: Path, ckplus: Path, copies: int) -> Path:
-    """A CK+ tree under `root` holding every subject `copies` times (S052, S052c1, …)."""
-    for part in ("cohn-kanade-images", "Emotion"):
-        (root / part).mkdir(parents=True)
-        for subject in sorted((ckplus / part).iterdir()):
-            for k in range(copies):
-                name = subject.name if k == 0 else f"S{900 + 10 * k + int(subject.name[-1])}"
-                (root / part / name).mkdir()
-                for seq in sorted(subject.iterdir()):
-                    (root / part / name / seq.name).mkdir()
-                    for f in sorted(seq.iterdir()):
-                        (root / part / name / seq.name / f.name.replace(subject.name, name)
-                         ).symlink_to(f.resolve())
-    return root
 
 
 def io_floor(root: Path, out: Path) -> tuple[int, float]:

@@ -6,6 +6,7 @@ through `SLURM_CONF`, which `Slurm.env` sets."""
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import shutil
@@ -13,9 +14,10 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel")
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel", "scontrol")
 CONF = """\
 ClusterName=ferprep
 SlurmctldHost={host}(127.0.0.1)
@@ -73,13 +75,21 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+#: slurmctld ends jobs past their time limit on a cycle of this many seconds, counted from its
+#: start (PERIODIC_TIMEOUT in its source; measured on 22.05: a job whose minute ran out is
+#: ended at the next multiple, within a second)
+TIME_LIMIT_CYCLE = 30
+
+
 @dataclass
 class Slurm:
-    """The running cluster: its folder, and the environment its client commands need."""
+    """The running cluster: its folder, the environment its client commands need, and when
+    slurmctld started (wall clock)."""
 
     base: Path
     env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    ctld_started: float = 0.0
 
     def run(self, *args: str, check: bool = True) -> str:
         """A client command's output (sbatch, squeue, scancel, sinfo)."""
@@ -103,6 +113,23 @@ class Slurm:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job} still queued after {timeout} s\n{self.logs()}")
             time.sleep(0.5)
+
+    def state(self, job: int) -> str:
+        """A job's state (RUNNING, TIMEOUT, …); "" once slurmctld forgot it (MinJobAge)."""
+        return self.run("squeue", "--noheader", "-t", "all", "-j", str(job), "-o", "%T",
+                        check=False).strip()
+
+    def walltime_end(self, job: int) -> float:
+        """When (wall clock) slurmctld will end running job `job` for its time limit: the first
+        of its time-limit cycles at or after the job's start plus its limit."""
+        fields = dict(f.split("=", 1) for f in self.run(
+            "scontrol", "--oneliner", "show", "job", str(job)).split() if "=" in f)
+        start = datetime.fromisoformat(fields["StartTime"]).timestamp()
+        days, _, clock = fields["TimeLimit"].rpartition("-")
+        h, m, sec = (int(x) for x in clock.split(":"))
+        limit = start + 86400 * int(days or 0) + 3600 * h + 60 * m + sec
+        cycles = math.ceil((limit - self.ctld_started) / TIME_LIMIT_CYCLE)
+        return self.ctld_started + cycles * TIME_LIMIT_CYCLE
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
@@ -138,6 +165,8 @@ def start(base: Path, timeout: float = 60) -> Slurm:
         ["slurmd", "-D", "-f", str(conf), "-N", host],
     ]
     for argv in daemons:
+        if argv[0] == "slurmctld":
+            cluster.ctld_started = time.time()
         with open(base / f"{argv[0]}.err.log", "w") as err:  # the child keeps its own copy
             cluster.procs.append(subprocess.Popen(argv, env=cluster.env, stderr=err,
                                                   stdout=subprocess.DEVNULL))

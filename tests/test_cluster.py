@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -72,43 +74,97 @@ def test_afew_clips_on_a_running_cluster_are_a_local_run_byte_for_byte(
     assert contents(tmp_path / "local/afew/align") == contents(tmp_path / "dask/afew/align")
 
 
-def test_a_worker_killed_mid_run_loses_nothing(shared: Path, cluster, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def ck_all_local(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every frame of the shared CK+ aligned by local processes: the reference of the runs
+    that lost workers."""
+    work = tmp_path_factory.mktemp("local")
+    assert run("ckplus", "align", work, root=shared / "data/ckplus", frames="all",
+               jobs=2).counts == {"ok": 333}
+    return work / "ckplus/align"
+
+
+def _kill_once_saved(work: Path, pid: int) -> threading.Thread:
+    """A thread that kills process `pid` (SIGKILL) once a batch of the CK+ align in `work` is
+    saved."""
+    def kill() -> None:
+        parts = work / "ckplus/align" / PARTS
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(parts.glob("[!.]*.arrow")):
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+def test_a_worker_killed_mid_run_loses_nothing(shared: Path, cluster, ck_all_local: Path,
+                                               tmp_path: Path) -> None:
     """Every frame of the 18 sequences in batches; once the first batch is saved, one worker
     process is killed (SIGKILL): its batch runs again elsewhere, every frame comes out once and
     the bytes equal a local run's."""
     root = shared / "data/ckplus"
     work = tmp_path / "dask"
     client = distributed.Client(cluster)
-    pids = client.run(os.getpid)
-    killed: list[int] = []
-
-    def kill_one() -> None:
-        parts = work / "ckplus/align" / PARTS
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list(parts.glob("[!.]*.arrow")):
-            time.sleep(0.05)
-        pid = next(iter(pids.values()))
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
-
-    killer = threading.Thread(target=kill_one)
-    killer.start()
+    pid = next(iter(client.run(os.getpid).values()))
+    killer = _kill_once_saved(work, pid)
     try:
         dask = run("ckplus", "align", work, root=root, frames="all",
                    scheduler=cluster.scheduler_address)
     finally:
         killer.join()
         client.close()
-    assert killed  # the kill happened during the run
+    with pytest.raises(ProcessLookupError):  # the kill happened during the run
+        os.kill(pid, 0)
     assert dask.counts == {"ok": 333}
     manifest = pd.read_parquet(work / "ckplus/align/manifest.parquet")
     assert manifest["sample_id"].is_unique and len(manifest) == 333
-    local = run("ckplus", "align", tmp_path / "local", root=root, frames="all", jobs=2)
-    assert local.counts == dask.counts
-    assert contents(tmp_path / "local/ckplus/align") == contents(work / "ckplus/align")
+    assert contents(ck_all_local) == contents(work / "ckplus/align")
     again = run("ckplus", "align", work, root=root, frames="all",
                 scheduler=cluster.scheduler_address)
     assert again.skipped  # the resume rules hold: up to date, nothing redone
+
+
+def test_a_cluster_whose_every_worker_left_is_one_line_and_the_rerun_goes_on(
+        shared: Path, ck_all_local: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The only worker (a `dask worker` process, as a batch job's) killed once a batch is
+    saved, and no other coming: after WORKER_WAIT the run stops on one error naming the
+    scheduler; with a new worker, the same command maps only what was not saved, and the bytes
+    equal a local run's."""
+    monkeypatch.setattr("fer_prep.runner.cluster.WORKER_WAIT", 2)
+    root, work = shared / "data/ckplus", tmp_path / "dask"
+    quiet = {"host": "127.0.0.1", "dashboard_address": None, "silence_logs": 50}
+
+    def worker(address: str) -> subprocess.Popen:
+        return subprocess.Popen([str(Path(sys.executable).parent / "dask"), "worker", address,
+                                 "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    with distributed.LocalCluster(n_workers=0, **quiet) as empty:
+        address = empty.scheduler_address
+        first = worker(address)
+        try:
+            killer = _kill_once_saved(work, first.pid)
+            with pytest.raises(WorkError, match=f"--scheduler {address}: no worker left for "
+                               "2 s .* the batches done are saved"):
+                run("ckplus", "align", work, root=root, frames="all", scheduler=address)
+            killer.join()
+            assert first.wait(timeout=30) == -signal.SIGKILL
+            saved = len(list((work / "ckplus/align" / PARTS).glob("[!.]*.arrow")))
+            assert saved >= 1 and not (work / "ckplus/align/manifest.parquet").exists()
+            second = worker(address)
+            try:
+                again = run("ckplus", "align", work, root=root, frames="all",
+                            scheduler=address)
+            finally:
+                second.terminate()
+                second.wait(timeout=30)
+        finally:
+            first.kill()
+    assert again.counts == {"ok": 333} and 0 < again.reused < 333
+    assert contents(ck_all_local) == contents(work / "ckplus/align")
 
 
 def test_the_cli_runs_on_a_cluster_and_prints_its_summary(ck_sample: Path, tmp_path: Path

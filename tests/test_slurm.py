@@ -174,3 +174,53 @@ def test_a_worker_job_cancelled_mid_run_loses_nothing(slurm, shared: Path, tmp_p
     local = tmp_path / "local"
     _final(*args, "--work", str(local), "--jobs", "2")
     assert stage_contents(work / "ckplus/align") == stage_contents(local / "ckplus/align")
+
+
+def _ended(slurm, job: int, timeout: float = 300) -> str:
+    """Job `job`'s state once it has ended (TIMEOUT, CANCELLED, …)."""
+    deadline = time.monotonic() + timeout
+    while (state := slurm.state(job)) in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+        assert time.monotonic() < deadline, f"job {job} still {state}\n{slurm.logs()}"
+        time.sleep(0.2)
+    return state
+
+
+def test_a_worker_job_ended_by_its_walltime_mid_run_loses_nothing(
+        slurm, shared: Path, tmp_path: Path) -> None:
+    """A worker job of `--time=1` alone on the cluster, its minute running out while it maps
+    (the run starts ten seconds before slurmctld ends the job), and a second worker job queued
+    to follow it (`--dependency=afterany`): the run finishes on the second, and equals a local
+    run of the same 999 frames (the shared CK+ linked 3 times: enough work to outlast the
+    ten seconds on a machine several times faster)."""
+    from copies import link_ckplus
+
+    root = link_ckplus(tmp_path / "ck", shared / "data/ckplus", 3)
+    args = ["ckplus", "align", "--root", str(root), "--frames", "all"]
+    work, parts = tmp_path / "work", tmp_path / "work/ckplus/align/.parts"
+    with _scheduler(tmp_path) as (address, file):
+        first = slurm.sbatch(_workers(file), "--ntasks=1", "--cpus-per-task=1", "--time=1",
+                             "--job-name=walltime")
+        then = slurm.sbatch(_workers(file), "--ntasks=1", "--cpus-per-task=1",
+                            f"--dependency=afterany:{first}", "--job-name=then")
+        try:
+            # the reference while the first job's minute runs (its worker waits, idle)
+            _final(*args, "--work", str(tmp_path / "local"), "--jobs", "2")
+            end = slurm.walltime_end(first)
+            time.sleep(max(0.0, end - 10 - time.time()))
+            proc = subprocess.Popen([sys.executable, "-m", "fer_prep.cli", *args, "--work",
+                                     str(work), "--scheduler", address], text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            assert _ended(slurm, first) == "TIMEOUT"
+            saved = len(list(parts.glob("*.arrow")))
+            assert proc.poll() is None, "the run ended before the walltime"
+            assert saved >= 1, "the first worker job ended before a batch was saved"
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err  # on the worker job that followed
+            assert "ckplus align: 999 rows (ok: 999)" in out
+            again = _final(*args, "--work", str(work), "--scheduler", address)
+        finally:
+            for job in (first, then):
+                slurm.run("scancel", str(job), check=False)
+    assert "unchanged, skipped" in again
+    assert stage_contents(work / "ckplus/align") == \
+        stage_contents(tmp_path / "local/ckplus/align")

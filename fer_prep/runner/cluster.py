@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,11 @@ from fer_prep.errors import OptionError, WorkError
 #: the environment variable naming a scheduler when neither option is given
 SCHEDULER_ENV = "FER_PREP_SCHEDULER"
 LOCAL = re.compile(r"local:(\d+)")
-#: seconds to wait for a scheduler to answer, and for its first worker
+#: seconds to wait for a scheduler to answer, and for a worker (the first, or one after all left)
 CONNECT_TIMEOUT = 15
 WORKER_WAIT = 120
+#: seconds between looks for finished batches, and between asking whether workers are left
+POLL, LOOK = 0.05, 2.0
 
 
 @dataclass(frozen=True)
@@ -114,15 +117,37 @@ def workers(client: Any) -> int:
 
 def map_unordered(client: Any, fn: Callable, calls: Iterable[tuple]) -> Iterator[Any]:
     """`fn(*args)` for every call on the cluster, yielding results as they finish. A batch
-    whose workers kept dying is an error naming it."""
+    whose workers kept dying, and a cluster left without workers for `WORKER_WAIT` seconds
+    (batch jobs ended by their walltime or `scancel`, none queued to follow), are errors: the
+    batches done are saved, and a rerun goes on from them."""
     distributed = _import_distributed()
     futures = [client.submit(fn, *args, pure=False) for args in calls]
+    running = distributed.as_completed(futures)
+    alone_since, next_look = None, 0.0
     try:
-        for future in distributed.as_completed(futures):
-            try:
-                yield future.result()
-            except distributed.KilledWorker as exc:
-                raise WorkError(f"a batch killed every Dask worker that ran it ({exc}); the "
-                                "run resumes where it stopped once the cause is fixed") from None
+        while not running.is_empty():
+            ready = running.next_batch(block=False)
+            for future in ready:
+                try:
+                    yield future.result()
+                except distributed.KilledWorker as exc:
+                    raise WorkError(f"a batch killed every Dask worker that ran it ({exc}); "
+                                    "the run resumes where it stopped once the cause is fixed"
+                                    ) from None
+            if ready:
+                continue
+            now = time.monotonic()
+            if now >= next_look:
+                next_look = now + LOOK
+                if client.nthreads():
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = now
+                elif now - alone_since > WORKER_WAIT:
+                    raise WorkError(f"--scheduler {client.scheduler.address}: no worker left "
+                                    f"for {WORKER_WAIT} s (their batch jobs ended: a walltime, "
+                                    "scancel?); the batches done are saved: start workers and "
+                                    "run the same command again")
+            time.sleep(POLL)
     finally:
         client.cancel(futures)

@@ -64,8 +64,6 @@ class StageResult:
         return "\n".join(lines)
 
 
-
-
 def result(st: Stage, folder: Path, record: dict[str, Any], computed: int, reused: int,
            skipped: bool, started: float) -> StageResult:
     """The StageResult of a run of `st` that left `record`."""
