@@ -130,6 +130,18 @@ def ck_unsharded(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return work / "ckplus/align"
 
 
+@pytest.fixture(scope="session")
+def ck_all_local(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every frame of the shared CK+ (`--frames all`, 333) aligned by local processes: the
+    reference of the runs on clusters that lost a worker or a task."""
+    work = tmp_path_factory.mktemp("all-local")
+    done = subprocess.run([sys.executable, "-m", "fer_prep.cli", "ckplus", "align", "--root",
+                           str(shared / "data/ckplus"), "--work", str(work), "--frames", "all",
+                           "--jobs", "2"], capture_output=True, text=True)
+    assert done.returncode == 0 and "333 rows (ok: 333)" in done.stdout, done.stderr
+    return work / "ckplus/align"
+
+
 def stage_contents(stage: Path) -> dict[str, str]:
     """Every file of a stage folder but its record and whole.json (which hold times), by
     content hash."""

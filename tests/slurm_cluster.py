@@ -114,8 +114,9 @@ class Slurm:
                 raise TimeoutError(f"job {job} still queued after {timeout} s\n{self.logs()}")
             time.sleep(0.5)
 
-    def state(self, job: int) -> str:
-        """A job's state (RUNNING, TIMEOUT, …); "" once slurmctld forgot it (MinJobAge)."""
+    def state(self, job: int | str) -> str:
+        """A job's (or an array task's, `JOB_TASK`) state: RUNNING, TIMEOUT, …; "" once
+        slurmctld forgot it (MinJobAge)."""
         return self.run("squeue", "--noheader", "-t", "all", "-j", str(job), "-o", "%T",
                         check=False).strip()
 

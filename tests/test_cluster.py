@@ -4,7 +4,6 @@ nothing, resume and the CLI's summary hold, and the mistakes are one line."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import stage_contents
 
 from fer_prep.cli import main
 from fer_prep.errors import OptionError, WorkError
@@ -25,14 +25,6 @@ from fer_prep.runner.cluster import resolve_cluster
 distributed = pytest.importorskip("distributed")
 
 CLIPS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
-
-
-def contents(stage: Path) -> dict[str, str]:
-    """Every file of a stage folder but its record and whole.json (which hold times), by content
-    hash: whole.json's sizes and hashes are those of the files compared."""
-    return {str(p.relative_to(stage)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(stage.rglob("*"))
-            if p.is_file() and p.name not in ("stage.json", "whole.json")}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +51,8 @@ def test_ckplus_on_a_local_cluster_is_a_local_run_byte_for_byte(shared: Path,
     local = run("ckplus", "align", tmp_path / "local", root=root, jobs=2)
     dask = run("ckplus", "align", tmp_path / "dask", root=root, cluster="local:2")
     assert local.counts == dask.counts == {"ok": 72}
-    ours = contents(tmp_path / "local/ckplus/align")
-    theirs = contents(tmp_path / "dask/ckplus/align")
+    ours = stage_contents(tmp_path / "local/ckplus/align")
+    theirs = stage_contents(tmp_path / "dask/ckplus/align")
     assert len(ours) == 75 and ours == theirs  # 72 chips, the manifest (parquet, csv), sources
 
 
@@ -71,17 +63,8 @@ def test_afew_clips_on_a_running_cluster_are_a_local_run_byte_for_byte(
     dask = run("afew", "align-video", tmp_path / "dask", root=afew_root, from_video=True,
                scheduler=cluster.scheduler_address)
     assert local.counts == dask.counts and local.counts["ok"] == 544
-    assert contents(tmp_path / "local/afew/align") == contents(tmp_path / "dask/afew/align")
-
-
-@pytest.fixture(scope="module")
-def ck_all_local(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every frame of the shared CK+ aligned by local processes: the reference of the runs
-    that lost workers."""
-    work = tmp_path_factory.mktemp("local")
-    assert run("ckplus", "align", work, root=shared / "data/ckplus", frames="all",
-               jobs=2).counts == {"ok": 333}
-    return work / "ckplus/align"
+    assert stage_contents(tmp_path / "local/afew/align") == \
+        stage_contents(tmp_path / "dask/afew/align")
 
 
 def _kill_once_saved(work: Path, pid: int) -> threading.Thread:
@@ -120,7 +103,7 @@ def test_a_worker_killed_mid_run_loses_nothing(shared: Path, cluster, ck_all_loc
     assert dask.counts == {"ok": 333}
     manifest = pd.read_parquet(work / "ckplus/align/manifest.parquet")
     assert manifest["sample_id"].is_unique and len(manifest) == 333
-    assert contents(ck_all_local) == contents(work / "ckplus/align")
+    assert stage_contents(ck_all_local) == stage_contents(work / "ckplus/align")
     again = run("ckplus", "align", work, root=root, frames="all",
                 scheduler=cluster.scheduler_address)
     assert again.skipped  # the resume rules hold: up to date, nothing redone
@@ -164,7 +147,7 @@ def test_a_cluster_whose_every_worker_left_is_one_line_and_the_rerun_goes_on(
         finally:
             first.kill()
     assert again.counts == {"ok": 333} and 0 < again.reused < 333
-    assert contents(ck_all_local) == contents(work / "ckplus/align")
+    assert stage_contents(ck_all_local) == stage_contents(work / "ckplus/align")
 
 
 def test_the_cli_runs_on_a_cluster_and_prints_its_summary(ck_sample: Path, tmp_path: Path
@@ -226,4 +209,5 @@ def test_a_broken_frame_on_a_cluster_is_a_row_and_the_rest_completes(shared: Pat
     rows = pd.read_parquet(tmp_path / "dask/ckplus/align/manifest.parquet")
     bad = rows[rows["status"] != "ok"]
     assert len(bad) == 1 and "S052_001_00000015.png" in bad["message"].iloc[0]
-    assert contents(tmp_path / "local/ckplus/align") == contents(tmp_path / "dask/ckplus/align")
+    assert stage_contents(tmp_path / "local/ckplus/align") == \
+        stage_contents(tmp_path / "dask/ckplus/align")

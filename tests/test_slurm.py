@@ -1,6 +1,7 @@
 """On a real one-node SLURM cluster (the `slurm` fixture: Debian's munge, slurmctld, slurmd):
-an array job whose tasks each run `--shard slurm`, one task cancelled before it ran, and the
-run without `--shard` after it, byte-identical to a run never sharded."""
+array jobs of `--shard slurm` tasks (one killed mid-run) and the run without `--shard` after
+them; the manual's dask-jobqueue script; the by-hand scheduler and `srun` workers; a worker job
+`scancel`ed and one ended by its walltime mid-run. Each gives the bytes of a local run."""
 
 from __future__ import annotations
 
@@ -54,27 +55,52 @@ def _final(*args: str) -> str:
     return done.stdout
 
 
-def test_an_array_job_with_a_cancelled_task_then_one_run_is_a_whole_run(
-        slurm, shared: Path, ck_unsharded: Path, tmp_path: Path) -> None:
+def _ended(slurm, job: int | str, timeout: float = 300) -> str:
+    """Job `job`'s state once it has ended (TIMEOUT, CANCELLED, …)."""
+    deadline = time.monotonic() + timeout
+    while (state := slurm.state(job)) in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+        assert time.monotonic() < deadline, f"job {job} still {state}\n{slurm.logs()}"
+        time.sleep(0.2)
+    return state
+
+
+def _first_shard_saved(parts: Path, count: int, timeout: float = 300) -> int:
+    """The shard (of `count`) of the first batch saved in `parts`, as soon as there is one."""
+    from pyarrow import feather
+
+    from fer_prep.runner.shard import Shard
+
+    deadline = time.monotonic() + timeout
+    while not (saved := sorted(parts.glob("[!.]*.arrow"))):
+        assert time.monotonic() < deadline, "no batch saved"
+        time.sleep(0.05)
+    sequence = feather.read_table(saved[0], columns=["sequence"])["sequence"][0].as_py()
+    return next(i for i in range(count) if Shard(i, count).mine(sequence))
+
+
+def test_an_array_job_with_a_task_killed_mid_run_then_one_run_is_a_whole_run(
+        slurm, shared: Path, ck_all_local: Path, tmp_path: Path) -> None:
+    """Four `--shard slurm` tasks, two at a time, on every frame of the shared CK+: the task
+    that saved the first batch is `scancel`ed then, mid-run; the others finish, and the run
+    without `--shard` maps what the killed task left, byte-identical to a run never sharded."""
     args = ["ckplus", "align", "--root", str(shared / "data/ckplus"), "--work", str(tmp_path),
-            "--jobs", "1"]
-    # four tasks, two at a time: task 3 waits behind the others and is cancelled (as a task
-    # that died) before it runs
+            "--frames", "all", "--jobs", "1"]
+    folder = tmp_path / "ckplus/align"
     job = slurm.sbatch(_script(*args, "--shard", "slurm"), "--array=0-3%2", "--ntasks=1",
                        "--cpus-per-task=1", "--job-name=align")
-    slurm.run("scancel", f"{job}_3")
+    killed = _first_shard_saved(folder / ".parts", 4)
+    slurm.run("scancel", f"{job}_{killed}")
+    assert _ended(slurm, f"{job}_{killed}") == "CANCELLED"
     slurm.wait(job)
-    logs = {p.name: p.read_text() for p in slurm.base.glob(f"align-{job}_*.out")}
-    assert sorted(logs) == [f"align-{job}_{i}.out" for i in range(3)], logs
-    for i in range(3):
-        assert f"shard {i}/4:" in logs[f"align-{job}_{i}.out"], logs
-    folder = tmp_path / "ckplus/align"
+    logs = {i: (slurm.base / f"align-{job}_{i}.out").read_text() for i in range(4)}
+    for i, log in logs.items():  # a task's summary line: every task's but the killed one's
+        assert (f"shard {i}/4:" in log) == (i != killed), (i, killed, log)
     assert not (folder / "manifest.parquet").exists()
 
     out = _final(*args)
     computed = int(out.split(" computed")[0].rsplit(" ", 1)[-1])
-    assert computed > 0 and " 0 reused" not in out  # task 3's share, the rest from the tasks
-    assert stage_contents(folder) == stage_contents(ck_unsharded)
+    assert computed > 0 and " 0 reused" not in out  # the killed task's rest, the others' saved
+    assert stage_contents(folder) == stage_contents(ck_all_local)
 
 
 def test_afew_clips_in_an_array_job(slurm, afew_sample: Path, tmp_path: Path) -> None:
@@ -140,8 +166,8 @@ def test_the_by_hand_route_a_scheduler_and_srun_workers(slurm, shared: Path, ck_
     assert stage_contents(tmp_path / "work/ckplus/align") == stage_contents(ck_unsharded)
 
 
-def test_a_worker_job_cancelled_mid_run_loses_nothing(slurm, shared: Path, tmp_path: Path
-                                                      ) -> None:
+def test_a_worker_job_cancelled_mid_run_loses_nothing(slurm, shared: Path, ck_all_local: Path,
+                                                      tmp_path: Path) -> None:
     """Two worker jobs; one `scancel`ed once batches are saved: the run finishes on the other
     (or stops on one line), and the rerun from the saved batches equals a local run."""
     from dask.distributed import Client
@@ -171,18 +197,7 @@ def test_a_worker_job_cancelled_mid_run_loses_nothing(slurm, shared: Path, tmp_p
             for job in jobs:
                 slurm.run("scancel", str(job), check=False)
     assert "ckplus align: 333 rows" in again  # every frame of the shared CK+
-    local = tmp_path / "local"
-    _final(*args, "--work", str(local), "--jobs", "2")
-    assert stage_contents(work / "ckplus/align") == stage_contents(local / "ckplus/align")
-
-
-def _ended(slurm, job: int, timeout: float = 300) -> str:
-    """Job `job`'s state once it has ended (TIMEOUT, CANCELLED, …)."""
-    deadline = time.monotonic() + timeout
-    while (state := slurm.state(job)) in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
-        assert time.monotonic() < deadline, f"job {job} still {state}\n{slurm.logs()}"
-        time.sleep(0.2)
-    return state
+    assert stage_contents(work / "ckplus/align") == stage_contents(ck_all_local)
 
 
 def test_a_worker_job_ended_by_its_walltime_mid_run_loses_nothing(
