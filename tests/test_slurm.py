@@ -220,6 +220,10 @@ def test_a_worker_job_ended_by_its_walltime_mid_run_loses_nothing(
         try:
             # the reference while the first job's minute runs (its worker waits, idle)
             _final(*args, "--work", str(tmp_path / "local"), "--jobs", "2")
+            deadline = time.monotonic() + 120
+            while slurm.state(first) != "RUNNING":  # its start time is known from then on
+                assert time.monotonic() < deadline, slurm.run("squeue")
+                time.sleep(0.2)
             end = slurm.walltime_end(first)
             time.sleep(max(0.0, end - 10 - time.time()))
             proc = subprocess.Popen([sys.executable, "-m", "fer_prep.cli", *args, "--work",
