@@ -26,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # copies, slurm_cluster
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tests' helpers
 
+from conftest import stage_contents
 from copies import link_ckplus
 from slurm_cluster import missing, start
 
@@ -61,15 +62,6 @@ cluster.close()
 print(json.dumps({"faces": result.counts.get("ok", 0), "start": ready - start,
                   "run": done - ready, "workers_mb": sorted(peaks.values())}))
 """
-
-
-def contents(folder: Path) -> dict[str, str]:
-    """Every file of a stage folder but its record and whole.json, by size and hash."""
-    import hashlib
-
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in ("stage.json", "whole.json")}
 
 
 def fresh(command: list[str], env: dict[str, str] | None = None) -> tuple[str, float, float]:
@@ -148,7 +140,7 @@ def main() -> None:
                      "dask-jobqueue, 2 workers × 1 core": jobqueue(slurm, tmp / "jobqueue", root)}
         finally:
             slurm.stop()
-        same = {w: contents(tmp / w / "ckplus/align") for w in ("local", "array", "jobqueue")}
+        same = {w: stage_contents(tmp / w / "ckplus/align") for w in ("local", "array", "jobqueue")}
         alike = same["local"] == same["array"] == same["jobqueue"]
 
     cpus = os.cpu_count()

@@ -118,15 +118,21 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     cluster.stop()
 
 
+def _align_shared_ckplus(work: Path, shared: Path, *options: str) -> str:
+    """`fer-prep ckplus align` of the shared CK+ into `work`, in a fresh process: its output."""
+    done = subprocess.run([sys.executable, "-m", "fer_prep.cli", "ckplus", "align", "--root",
+                           str(shared / "data/ckplus"), "--work", str(work), *options],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.fixture(scope="session")
 def ck_unsharded(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shared CK+ aligned in one run, never sharded (`--jobs 1`): the reference of the
     sharded runs."""
     work = tmp_path_factory.mktemp("unsharded")
-    done = subprocess.run([sys.executable, "-m", "fer_prep.cli", "ckplus", "align", "--root",
-                           str(shared / "data/ckplus"), "--work", str(work), "--jobs", "1"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    _align_shared_ckplus(work, shared, "--jobs", "1")
     return work / "ckplus/align"
 
 
@@ -135,10 +141,8 @@ def ck_all_local(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """Every frame of the shared CK+ (`--frames all`, 333) aligned by local processes: the
     reference of the runs on clusters that lost a worker or a task."""
     work = tmp_path_factory.mktemp("all-local")
-    done = subprocess.run([sys.executable, "-m", "fer_prep.cli", "ckplus", "align", "--root",
-                           str(shared / "data/ckplus"), "--work", str(work), "--frames", "all",
-                           "--jobs", "2"], capture_output=True, text=True)
-    assert done.returncode == 0 and "333 rows (ok: 333)" in done.stdout, done.stderr
+    out = _align_shared_ckplus(work, shared, "--frames", "all", "--jobs", "2")
+    assert "333 rows (ok: 333)" in out, out
     return work / "ckplus/align"
 
 
